@@ -1,0 +1,135 @@
+"""Closed forms for Gaussian data N(mean, Σ): score, denoiser and the exact probability-flow ODE jump.
+
+Noise levels are VE / EDM sigmas (``x = x0 + sigma * eps``). A VP sample with cumulative alpha ``a`` is
+``sqrt(a) * x_ve`` with ``sigma**2 = (1 - a) / a``; the four conversion functions below are the only place where
+that rescaling happens.
+
+All math is float64; inputs of another float dtype are returned in their own dtype. Vectors are flat: ``[B, D]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file, save_file
+
+F64 = torch.float64
+
+
+def sigma_from_alpha_cumprod(alpha_cumprod):
+    """VP cumulative alpha ``a`` -> VE sigma ``sqrt((1 - a) / a)``."""
+    a = torch.as_tensor(alpha_cumprod, dtype=F64)
+    return ((1 - a) / a).sqrt()
+
+
+def alpha_cumprod_from_sigma(sigma):
+    """VE sigma -> VP cumulative alpha ``1 / (1 + sigma**2)``."""
+    s = torch.as_tensor(sigma, dtype=F64)
+    return 1 / (1 + s**2)
+
+
+def vp_to_ve(x, alpha_cumprod):
+    """A VP sample ``sqrt(a) x0 + sqrt(1-a) eps`` -> the VE sample ``x0 + sigma eps`` (same dtype as x)."""
+    return (x.to(F64) / torch.as_tensor(alpha_cumprod, dtype=F64).sqrt()).to(x.dtype)
+
+
+def ve_to_vp(x, alpha_cumprod):
+    """A VE sample ``x0 + sigma eps`` -> the VP sample ``sqrt(a) x0 + sqrt(1-a) eps`` (same dtype as x)."""
+    return (x.to(F64) * torch.as_tensor(alpha_cumprod, dtype=F64).sqrt()).to(x.dtype)
+
+
+def _column(sigma, device) -> torch.Tensor:
+    """A float or a tensor of B noise levels -> float64 ``[1, 1]`` or ``[B, 1]``, to broadcast over ``[B, D]``."""
+    s = torch.as_tensor(sigma, dtype=F64, device=device)
+    return s.reshape(-1, 1)
+
+
+class Gaussian:
+    """N(mean, U diag(eigvals) Uᵀ) in float64; eigvals ``[D] >= 0`` descending, eigvecs ``[D, D]`` (columns)."""
+
+    def __init__(self, mean: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor):
+        self.mean = mean.to(F64)  # [D]
+        self.eigvals = eigvals.to(F64)  # [D]
+        self.eigvecs = eigvecs.to(F64)  # [D, D]
+        d = self.mean.shape[0]
+        if self.eigvals.shape != (d,) or self.eigvecs.shape != (d, d):
+            raise ValueError(
+                f"Gaussian: mean {tuple(self.mean.shape)}, eigvals {tuple(self.eigvals.shape)} and eigvecs "
+                f"{tuple(self.eigvecs.shape)} must be [D], [D] and [D, D]"
+            )
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, chunk: int = 4096) -> "Gaussian":
+        """Mean and unbiased covariance of ``x [N, D]``, eigendecomposed; never holds more than D x D or N x D.
+
+        The N x D input is read in float64 chunks of ``chunk`` rows; negative round-off eigenvalues are clamped to 0.
+        """
+        n, d = x.shape
+        if n < 2:
+            raise ValueError(f"Gaussian.fit: need at least 2 samples, got {n}")
+        mean = torch.zeros(d, dtype=F64)
+        for rows in x.split(chunk):
+            mean += rows.to(F64).sum(0)
+        mean /= n
+        cov = torch.zeros(d, d, dtype=F64)
+        for rows in x.split(chunk):
+            centred = rows.to(F64) - mean  # [chunk, D]
+            cov.addmm_(centred.T, centred)
+        cov /= n - 1
+        eigvals, eigvecs = torch.linalg.eigh(cov)  # ascending
+        return cls(mean, eigvals.flip(0).clamp_min(0), eigvecs.flip(1))
+
+    @classmethod
+    def isotropic(cls, mean: torch.Tensor, var: float) -> "Gaussian":
+        """N(mean, var · I); ``var = 0`` is the point mass at the mean."""
+        d = mean.shape[0]
+        return cls(mean, torch.full((d,), float(var), dtype=F64), torch.eye(d, dtype=F64))
+
+    def to(self, device) -> "Gaussian":
+        """The same Gaussian with its tensors on ``device`` (do this once, not per sampler step)."""
+        return Gaussian(self.mean.to(device), self.eigvals.to(device), self.eigvecs.to(device))
+
+    def _spectral(self, x: torch.Tensor, gain: torch.Tensor, *, shift: bool) -> torch.Tensor:
+        """``[mean +] U diag(gain) Uᵀ (x - mean)`` for ``x [B, D]`` and ``gain [B|1, D]``, in x's dtype."""
+        mean = self.mean.to(x.device)
+        u = self.eigvecs.to(x.device)
+        coords = (x.to(F64) - mean) @ u  # [B, D] in the eigenbasis
+        out = (coords * gain) @ u.T  # [B, D]
+        return (out + mean if shift else out).to(x.dtype)
+
+    def _lam(self, device) -> torch.Tensor:
+        return self.eigvals.to(device)[None, :]  # [1, D]
+
+    def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """∇ log N(x; mean, Σ + sigma² I) for ``x [B, D]`` -> ``[B, D]``."""
+        s = _column(sigma, x.device)
+        return self._spectral(x, -1 / (self._lam(x.device) + s**2), shift=False)
+
+    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """E[x0 | x] = mean + Σ (Σ + sigma² I)⁻¹ (x - mean) for ``x [B, D]`` -> ``[B, D]``."""
+        s = _column(sigma, x.device)
+        lam = self._lam(x.device)
+        return self._spectral(x, lam / (lam + s**2), shift=True)
+
+    def teleport(self, x: torch.Tensor, sigma_from, sigma_to) -> torch.Tensor:
+        """Exact probability-flow ODE solution from sigma_from to sigma_to for ``x [B, D]`` -> ``[B, D]``.
+
+        mean + U diag(sqrt((λ + sigma_to²) / (λ + sigma_from²))) Uᵀ (x - mean).
+        """
+        a = _column(sigma_from, x.device)
+        b = _column(sigma_to, x.device)
+        lam = self._lam(x.device)
+        return self._spectral(x, ((lam + b**2) / (lam + a**2)).sqrt(), shift=True)
+
+    def save(self, path) -> None:
+        """Write mean, eigvals and eigvecs as safetensors (identical bytes for identical Gaussians)."""
+        tensors = {"mean": self.mean, "eigvals": self.eigvals, "eigvecs": self.eigvecs}
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+
+    @classmethod
+    def load(cls, path) -> "Gaussian":
+        t = load_file(str(path))
+        return cls(t["mean"], t["eigvals"], t["eigvecs"])

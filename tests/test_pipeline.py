@@ -1,0 +1,142 @@
+"""End to end: the real `dvc` CLI on tiny params in a temporary git copy of the project."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakes import write_fashion_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "skip": 1,
+    "train": {"steps": 2, "batch_size": 16, "lr": 0.001, "warmup": 1, "ema_decay": 0.9, "snapshots": [0.5], "device": "cpu",
+              "unet": {"block_out_channels": [8, 16], "layers_per_block": 1, "attention": [False, False],
+                       "norm_num_groups": 4}},
+    "sampler": {"scheduler": "ddim", "steps": 4, "n": 8, "batch_size": 4},
+    "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
+    "fid_ref": {"split": "test", "n": 16},
+    "fid": {"weights": "tf-fid-helper", "batch_size": 8},
+    "score_error": {"n": 4, "sigmas": 3, "threshold": 0.99},
+}
+
+
+def run(cwd, *args, check=True):
+    """Run a command with this interpreter's environment first on PATH (so stages' `python` is ours)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def ran(output: str) -> set[str]:
+    """Stage names that `dvc repro` / `dvc exp run` says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def set_params(repo: Path, **changes):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update(changes)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git + DVC copy of the project with tiny params, fake Fashion-MNIST and no trained model."""
+    repo = tmp_path_factory.mktemp("hls")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("stages", "hls"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    source = tmp_path_factory.mktemp("fashion")
+    write_fashion_mnist(source, n_train=64, n_test=48)
+    set_params(repo, **TINY, data={"name": "fashion_mnist", "source_dir": str(source)})
+    run(repo, "git", "init", "-q")
+    run(repo, sys.executable, "-m", "dvc", "init", "-q")
+    run(repo, sys.executable, "-m", "dvc", "config", "core.analytics", "false")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "tiny copy")
+    return repo
+
+
+def test_repro_runs_every_stage_then_nothing(repo):
+    first = run(repo, sys.executable, "-m", "dvc", "repro")
+    assert ran(first.stdout) >= {"data", "gaussian", "train", "fid_ref", "fid_floor", "sample", "fid", "sweep@0",
+                                 "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate"}
+    fid = json.loads((repo / "metrics/fid.json").read_text())
+    assert fid["skip"] == 1 and fid["nfe"] == 3 and fid["n_samples"] == 8 and fid["fid"] > 0
+    table = (repo / "plots/fid_vs_skip.csv").read_text().splitlines()
+    assert table[0].startswith("skip,sigma_skip,steps,nfe,fid") and len(table) == 3
+    sweep = json.loads((repo / "metrics/sweep.json").read_text())
+    assert {"free_skip", "nfe_saved", "predicted_skip", "fid_floor"} <= sweep.keys()
+    for image in ("fid_vs_skip.png", "samples.png", "score_error.png"):
+        assert (repo / "plots" / image).read_bytes()[:4] == b"\x89PNG"
+    assert ran(run(repo, sys.executable, "-m", "dvc", "repro").stdout) == set()
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "tiny run")
+
+
+def test_exp_run_skip_reruns_only_the_headline(repo):
+    out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "skip=2")
+    assert ran(out.stdout) == {"sample", "fid"}
+    assert json.loads((repo / "metrics/fid.json").read_text())["skip"] == 2
+    shown = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--json").stdout
+    assert '"skip": 2' in shown.replace(" ", "").replace('"skip":2', '"skip": 2')
+    diff = run(repo, sys.executable, "-m", "dvc", "metrics", "diff").stdout
+    assert "metrics/fid.json" in diff and "fid" in diff
+
+
+def test_adding_a_sweep_value_runs_only_that_item(repo):
+    out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "sweep.skips=[0,2,3]")
+    assert ran(out.stdout) == {"sweep@3", "sweep_fid@3", "aggregate"}
+
+
+def test_changing_steps_invalidates_sampling_only(repo):
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    set_params(repo, sampler={**TINY["sampler"], "steps": 5})
+    status = json.loads(run(repo, sys.executable, "-m", "dvc", "status", "--json").stdout)
+    assert {"sample", "sweep@0", "sweep@2", "score_error"} <= status.keys()
+    assert not {"data", "gaussian", "train", "fid_ref"} & status.keys()
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+
+
+def test_fresh_clone_does_not_retrain(repo, tmp_path):
+    run(tmp_path, "git", "clone", "-q", str(repo), "clone")
+    clone = tmp_path / "clone"
+    assert ran(run(clone, sys.executable, "-m", "dvc", "repro", "data").stdout) == {"data"}
+    assert "up to date" in run(clone, sys.executable, "-m", "dvc", "status", "train").stdout
+
+
+@pytest.mark.parametrize(("stage", "changes", "message"), [
+    ("sample.py --skip 4 --out data/bad --grid plots/bad.png", {"skip": 4},
+     "skip = 4: must be an integer with 0 <= skip < sampler.steps = 4"),
+    ("sample.py --skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
+     "sampler.scheduler = 'plms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc"),
+    ("sample.py --skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "n": 2.5}},
+     "sampler.n = 2.5: must be an integer >= 1"),
+    ("sample.py --skip 1 --out data/bad", {"model": {"source": "models/none"}}, "model.source: 'models/none'"),
+    ("aggregate.py", {"sweep": {**TINY["sweep"], "skips": [2, 3]}}, "sweep.skips = [2, 3]: must be a list of distinct integers >= 0 that includes 0"),
+    ("fid_ref.py", {"fid_ref": {"split": "test", "n": 100000}}, "fid_ref.n = 100000: must be an integer >= 2"),
+    ("train.py models/bad", {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
+])
+def test_bad_params_fail_early_and_write_nothing(repo, stage, changes, message):
+    original = (repo / "params.yaml").read_text()
+    set_params(repo, **changes)
+    try:
+        out = run(repo, sys.executable, *f"stages/{stage}".split(), check=False)
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (repo / "data/bad").exists() and not (repo / "plots/bad.png").exists()
+    assert not (repo / "models/bad").exists()
