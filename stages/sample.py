@@ -1,5 +1,5 @@
 """Stage sample (headline, and each sweep@skip item): ``sampler.n`` images with the first ``--skip`` steps replaced by
-the Gaussian teleport, and with ``--baseline`` also the plain sampler at the same NFE. Runs unchanged under
+the Gaussian teleport; sweep items also sample the plain sampler at the same NFE (``sweep.baseline``). Runs unchanged under
 ``torchrun --nproc-per-node N`` (each rank samples its share of image indices; rank 0 writes)."""
 
 import argparse
@@ -21,9 +21,8 @@ from hls.sampling import SCHEDULERS, equal_nfe_steps, make_scheduler, nfe, sampl
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--skip", type=int, required=True, help="initial steps replaced by the teleport")
+    parser.add_argument("--sweep-skip", type=int, help="a value of sweep.skips (default: the headline's `skip`)")
     parser.add_argument("--out", type=Path, required=True, help="output folder: images.npy [, baseline.npy], info.json")
-    parser.add_argument("--baseline", action="store_true", help="also sample the plain sampler at equal NFE")
     parser.add_argument("--grid", type=Path, help="also write a PNG grid of the first 64 images")
     return parser.parse_args()
 
@@ -37,8 +36,10 @@ def main():
     n = check_int(s["n"], "sampler.n", 1)
     batch_size = check_int(s["batch_size"], "sampler.batch_size", 1)
     check_int(p["seed"], "seed", 0)
-    key = "skip" if args.grid else "sweep.skips"
-    check(0 <= args.skip < steps, key, args.skip, f"must be an integer with 0 <= skip < sampler.steps = {steps}")
+    sweep = args.sweep_skip is not None
+    skip, key = (args.sweep_skip, "sweep.skips") if sweep else (p["skip"], "skip")
+    check(isinstance(skip, int) and not isinstance(skip, bool) and 0 <= skip < steps, key, skip,
+          f"must be an integer with 0 <= skip < sampler.steps = {steps}")
     dev = device(p["device"])
     image_shape = np.load("data/dataset/test_images.npy", mmap_mode="r").shape[1:]  # [H, W, C]
     try:
@@ -47,17 +48,17 @@ def main():
     except (RuntimeError, ValueError) as err:
         sys.exit(f"error: {err}")
     scheduler = make_scheduler(s["scheduler"], scheduler_config)
-    gaussian = Gaussian.load("data/gaussian.safetensors") if args.skip > 0 else None
+    gaussian = Gaussian.load("data/gaussian.safetensors") if skip > 0 else None
 
     rank, world = distributed.init(dev)
     dev = distributed.local_device(dev)
     indices = distributed.shard(n, rank, world, block=batch_size)  # whole batches: identical bytes at any world size
     shape = (image_shape[2], image_shape[0], image_shape[1])
-    runs = {"images": (steps, args.skip)}
-    if args.baseline and args.skip > 0:
-        runs["baseline"] = (equal_nfe_steps(scheduler, steps, args.skip), 0)
-    info = {"scheduler": s["scheduler"], "steps": steps, "skip": args.skip, "n": n, "seed": p["seed"],
-            "sigma_skip": round(skip_sigma(scheduler, steps, args.skip), 6), "world_size": world}
+    runs = {"images": (steps, skip)}
+    if sweep and p["sweep"]["baseline"] and skip > 0:
+        runs["baseline"] = (equal_nfe_steps(scheduler, steps, skip), 0)
+    info = {"scheduler": s["scheduler"], "steps": steps, "skip": skip, "n": n, "seed": p["seed"],
+            "sigma_skip": round(skip_sigma(scheduler, steps, skip), 6)}
     outputs = {}
     for name, (run_steps, run_skip) in runs.items():
         start = time.time()

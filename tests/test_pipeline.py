@@ -117,13 +117,13 @@ def test_fresh_clone_does_not_retrain(repo, tmp_path):
 
 
 @pytest.mark.parametrize(("stage", "changes", "message"), [
-    ("sample.py --skip 4 --out data/bad --grid plots/bad.png", {"skip": 4},
+    ("sample.py --out data/bad --grid plots/bad.png", {"skip": 4},
      "skip = 4: must be an integer with 0 <= skip < sampler.steps = 4"),
-    ("sample.py --skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
+    ("sample.py --sweep-skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
      "sampler.scheduler = 'plms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc"),
-    ("sample.py --skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "n": 2.5}},
+    ("sample.py --sweep-skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "n": 2.5}},
      "sampler.n = 2.5: must be an integer >= 1"),
-    ("sample.py --skip 1 --out data/bad", {"model": {"source": "models/none"}}, "model.source: 'models/none'"),
+    ("sample.py --sweep-skip 1 --out data/bad", {"model": {"source": "models/none"}}, "model.source: 'models/none'"),
     ("aggregate.py", {"sweep": {**TINY["sweep"], "skips": [2, 3]}}, "sweep.skips = [2, 3]: must be a list of distinct integers >= 0 that includes 0"),
     ("fid_ref.py", {"fid_ref": {"split": "test", "n": 100000}}, "fid_ref.n = 100000: must be an integer >= 2"),
     ("train.py models/bad", {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
