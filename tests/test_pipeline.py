@@ -23,7 +23,7 @@ TINY = {
     "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
     "fid_ref": {"split": "test", "n": 16},
     "fid": {"weights": "tf-fid-helper", "batch_size": 8},
-    "score_error": {"n": 4, "sigmas": 3, "threshold": 0.99},
+    "score_error": {"n": 4, "sigmas": 3, "space": "score", "threshold": 0.999},
 }
 
 
