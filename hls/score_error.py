@@ -71,15 +71,6 @@ def sigma_grid(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return all_sigmas[timesteps], timesteps
 
 
-def sampler_sigmas(scheduler, steps: int) -> torch.Tensor:
-    """VE sigma of the sample entering each of a diffusers scheduler's ``steps`` steps -> float64 ``[steps]``.
-
-    Calls ``scheduler.set_timesteps(steps)`` (mutates the scheduler) and reads its ``alphas_cumprod``; descending.
-    """
-    scheduler.set_timesteps(steps)
-    return model_sigmas(scheduler.alphas_cumprod)[scheduler.timesteps.long().cpu()]
-
-
 # analytic models
 
 
@@ -237,8 +228,8 @@ def critical_sigma(df: pd.DataFrame, threshold: float = 0.99, approx: str = "gau
 def predicted_skip(sigmas_of_steps, sigma_star: float | None) -> int:
     """How many initial sampler steps the Gaussian teleport can replace before the network is needed at σ*.
 
-    ``sigmas_of_steps [S]``: VE sigma of the sample entering each sampler step, descending (``sampler_sigmas``; a
-    trailing 0 as in k-diffusion is allowed). Skipping k steps teleports from ``sigmas[0]`` to the landing sigma
+    ``sigmas_of_steps [S]``: VE sigma of the sample entering each sampler step, descending
+    (``hls.sampling.skip_sigma`` for k = 0 .. S-1; a trailing 0 as in k-diffusion is allowed). Skipping k steps teleports from ``sigmas[0]`` to the landing sigma
     ``sigmas[k]`` (0 <= k < S, as ``hls.sampling.sample``), and step k-1 lands there. Rule: the predicted skip is
     the largest k with ``sigmas[k] >= sigma_star`` (k >= 1), i.e. the number of j in 1..S-1 with
     ``sigmas[j] >= sigma_star``; 0 when even the first step would land below σ*. ``sigma_star=None`` (the Gaussian

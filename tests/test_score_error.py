@@ -13,6 +13,7 @@ import torch  # noqa: E402
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel  # noqa: E402
 
 from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, vp_to_ve  # noqa: E402
+from hls.sampling import skip_sigma  # noqa: E402
 from hls.score_error import (  # noqa: E402
     APPROXIMATIONS,
     COLUMNS,
@@ -21,7 +22,6 @@ from hls.score_error import (  # noqa: E402
     image_noise,
     plot,
     predicted_skip,
-    sampler_sigmas,
     score_errors,
     sigma_grid,
     timestep_for_sigma,
@@ -216,8 +216,8 @@ def test_predicted_skip():
     with pytest.raises(ValueError, match="descending"):
         predicted_skip(sigmas[::-1], 1.0)
     # with a real sampler's sigmas: skip k lands at sigmas[k] >= σ* and one more step would land below
-    steps = sampler_sigmas(DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                                         beta_end=0.02), 20)
+    ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    steps = torch.tensor([skip_sigma(ddim, 20, k) for k in range(20)], dtype=torch.float64)
     assert len(steps) == 20 and (steps.diff() < 0).all()
     k = predicted_skip(steps, 1.0)
     assert steps[k] >= 1.0 > steps[k + 1]
