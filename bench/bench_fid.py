@@ -1,26 +1,47 @@
-"""hls.fid against pytorch-fid, measured in one run: Fréchet distance time, feature extraction images/s.
+"""hls.fid against pytorch-fid, measured in one run: Fréchet distance time; Inception backends' images/s, features, FID.
 
-    python bench/bench_fid.py --n 20 --batch-size 10
+    python bench/bench_fid.py                  # small defaults: 20 images, 3 rounds, every backend installed
+    python bench/bench_fid.py --n 40 --repeats 5 --batch-sizes 10,5,20 --extra fold,compile,bf16,openvino-bf16 \\
+        --fid-set test=data/dataset/test_images.npy:2000 --fid-set train=data/dataset/train_images.npy:500 \\
+        --fid-set skip0=data/sweep/skip-0/images.npy --fid-pair skip0:test --fid-pair train:test
 
 (a) ``frechet_distance`` vs ``pytorch_fid.fid_score.calculate_frechet_distance`` on real-looking ``--dim``-d statistics.
-(b) ``activations`` vs pytorch-fid's own ``get_activations`` (PNG files, ToTensor, NCHW, ``no_grad``) on ``--n``
-    Fashion-MNIST-sized random images, both with the same InceptionV3 weights; the features must agree to 1e-4.
+(b) ``hls.fid.activations`` with each ``--backends`` x ``--batch-sizes`` (and the ``--extra`` candidates that hls does
+    not offer) vs pytorch-fid's own ``get_activations`` (PNG files, ToTensor, NCHW, ``no_grad``) at its best
+    ``--ref-batch-sizes``, all with the same InceptionV3 weights, on the first ``--n`` of ``--images`` (real images when
+    the file exists, else smooth random ones). Every candidate runs once per round, in a shuffled order; a candidate's
+    time is its best round (other work on the machine only adds time), so ratios come from one run. ``setup`` is
+    building the model plus its first batch (export, compilation, kernel selection). Feature differences are against
+    the ``fp32`` backend, absolute and relative to the largest fp32 feature.
+(c) With ``--fid-pair``: FID of each pair of ``--fid-set`` image sets with every candidate (batch ``fid.BATCH_SIZE``),
+    relative difference to the ``fp32`` protocol's FID (each set's statistics computed once per candidate).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import importlib.util
+import io
+import random
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.inception import BasicConv2d
 
 from hls import fid
+from hls.data import subset
+
+# candidates measured here but not offered by hls.fid (slower, or FID moved by more than 0.1 %, or a second dependency)
+EXTRA = ("fold", "compile", "onnxruntime", "bf16", "compile-bf16", "openvino-bf16")
 
 
 def timed(fn, *args, **kwargs):
@@ -50,41 +71,200 @@ def bench_frechet(dim: int) -> None:
           f"(relative {abs(ours - ref) / abs(ref):.1e})")
 
 
-def bench_features(n: int, batch_size: int, ref_batch_size: int) -> None:
-    images = np.random.default_rng(0).integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8)  # [N, H, W, 1]
-    ours_net = fid.inception()
-    ref_net = copy.deepcopy(ours_net)  # identical weights, left in pytorch-fid's NCHW layout
+# --- candidates hls.fid does not offer (same interface: [B, 3, H, W] in [0, 1] -> [[B, 2048, 1, 1]]) ---------------
+
+
+class Eager(torch.nn.Module):
+    """pytorch-fid's module, each BatchNorm folded into its convolution (``fuse_conv_bn_eval``) or bf16 autocast."""
+
+    def __init__(self, net, fold: bool, bf16: bool):
+        super().__init__()
+        self.net, self.bf16 = copy.deepcopy(net), bf16
+        if fold:
+            for m in self.net.modules():
+                if isinstance(m, BasicConv2d):
+                    m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), torch.nn.Identity()
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return [y.float() for y in self.net(x)]
+
+
+class Compiled(torch.nn.Module):
+    """torch.compile (inductor, ``freezing``: conv-BN folding and weight prepacking), optionally bf16 autocast."""
+
+    def __init__(self, net, bf16: bool):
+        super().__init__()
+        import torch._inductor.config
+
+        torch._inductor.config.freezing = True
+        self.net = torch.compile(fid._Pool3(copy.deepcopy(net)).to(memory_format=torch.channels_last), dynamic=False)
+        self.bf16 = bf16
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            return [self.net(x).float()[:, :, None, None]]
+
+
+class OnnxRuntime(torch.nn.Module):
+    """The network exported by ``torch.onnx.export`` (TorchScript exporter), run by ONNX Runtime's CPU provider."""
+
+    def __init__(self, net):
+        super().__init__()
+        import onnxruntime
+
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated (the torch.export one needs onnx)
+            torch.onnx.export(fid._Pool3(net).eval(), (torch.rand(2, 3, 28, 28),), buffer, input_names=["x"],
+                              dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        self.session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def forward(self, x):
+        y = self.session.run(None, {"x": x.contiguous().numpy()})[0]
+        return [torch.from_numpy(y)[:, :, None, None]]
+
+
+def build(name: str, base: torch.nn.Module) -> torch.nn.Module:
+    if name in ("fold", "bf16"):
+        return Eager(base, fold=name == "fold", bf16=name == "bf16")
+    if name in ("compile", "compile-bf16"):
+        return Compiled(base, bf16=name == "compile-bf16")
+    if name == "onnxruntime":
+        return OnnxRuntime(base)
+    if name == "openvino-bf16":
+        return fid.OpenVINOInception(base, precision="bf16")
+    return fid.inception(backend=name)
+
+
+def installed(name: str) -> bool:
+    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino"}.get(name)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+# --- (b) throughput and features -------------------------------------------------------------------------------------
+
+
+def load_images(path, n: int) -> tuple[np.ndarray, str]:
+    """The first ``n`` uint8 ``[n, H, W, C]`` images of ``path``, else smooth random 28 x 28 ones."""
+    if path and Path(path).is_file():
+        return np.array(np.load(path, mmap_mode="r")[:n]), f"{path}[:{n}]"
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28] / 28
+    centres = rng.uniform(0.2, 0.8, size=(n, 2, 1, 1))
+    blob = np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) * 20)  # [n, 28, 28]
+    return (200 * blob[..., None] + rng.normal(0, 20, (n, 28, 28, 1)) + 30).clip(0, 255).astype(np.uint8), "random"
+
+
+def bench_features(args, candidates: list[str]) -> dict:
+    """Table (b); returns {candidate: model} for (c)."""
+    images, source = load_images(args.images, args.n)
+    base = fid.inception()
+    ref_net = copy.deepcopy(base)  # pytorch-fid's own path: NCHW float32
+    runs, setup, models = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        files = [str(Path(tmp) / f"{i:05d}.png") for i in range(n)]
+        files = [str(Path(tmp) / f"{i:05d}.png") for i in range(len(images))]
         for path, img in zip(files, images):
-            Image.fromarray(img[:, :, 0]).save(path)
-        # warm-up: oneDNN builds its kernels on the first batch of each shape
-        get_activations(files[:2], ref_net, batch_size=2, num_workers=0)
-        fid.activations(images[:2], ours_net, batch_size=2)
-        runs = {f"pytorch-fid get_activations, batch {bs}": lambda bs=bs: get_activations(
-            files, ref_net, batch_size=bs, num_workers=0) for bs in dict.fromkeys((min(ref_batch_size, n), batch_size))}
-        runs[f"hls.fid.activations, batch {batch_size}"] = lambda: fid.activations(images, ours_net,
-                                                                                  batch_size=batch_size)
-        results = {name: timed(run) for name, run in runs.items()}
-    ref_name = next(iter(results))
-    ref_act, ref_t = results[ref_name]
-    for name, (act, t) in results.items():
-        print(f"{name:40s} {n / t:7.2f} images/s  x{ref_t / t:.2f} vs {ref_name}; "
-              f"max |feature diff| {np.abs(act - ref_act).max():.1e}")
+            Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)
+        with contextlib.redirect_stderr(io.StringIO()):  # get_activations' tqdm bar
+            _, setup["pytorch-fid"] = timed(get_activations, files[:2], ref_net, batch_size=2, num_workers=0)
+        for bs in args.ref_batch_sizes:
+            runs[("pytorch-fid", bs)] = lambda bs=bs: get_activations(files, ref_net, batch_size=bs, num_workers=0)
+        for name in candidates:
+            start = time.perf_counter()
+            models[name] = build(name, base)
+            fid.activations(images[: max(args.batch_sizes)], models[name], batch_size=max(args.batch_sizes))
+            setup[name] = time.perf_counter() - start
+            print(f"built {name} in {setup[name]:.1f} s", flush=True)
+            for bs in args.batch_sizes:
+                runs[(name, bs)] = lambda m=models[name], bs=bs: fid.activations(images, m, batch_size=bs)
+        best, acts = {key: np.inf for key in runs}, {}
+        for round_ in range(args.repeats):
+            order = list(runs)
+            random.Random(round_).shuffle(order)
+            for key in order:
+                with contextlib.redirect_stderr(io.StringIO()):
+                    acts[key], seconds = timed(runs[key])
+                best[key] = min(best[key], seconds)
+    ref_key = min((key for key in runs if key[0] == "pytorch-fid"), key=best.get)
+    fp32 = acts[("fp32", args.batch_sizes[0])]
+    scale = np.abs(fp32).max()
+    print(f"\n(b) {len(images)} images ({source}), {torch.get_num_threads()} threads, best of {args.repeats} rounds; "
+          f"ratio: throughput / pytorch-fid get_activations at batch {ref_key[1]}; diff: vs fp32, max over features")
+    print("| backend | batch | threads | images/s | ratio | setup s | max abs diff | max rel diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key in runs:
+        diff = np.abs(acts[key] - fp32).max()
+        print(f"| {key[0]} | {key[1]} | {torch.get_num_threads()} | {len(images) / best[key]:.1f} | "
+              f"{best[ref_key] / best[key]:.2f}x | {setup[key[0]]:.1f} | {diff:.1e} | {diff / scale:.1e} |")
+    return models
+
+
+# --- (c) FID -----------------------------------------------------------------------------------------------------
+
+
+def bench_fid_pairs(args, models: dict) -> None:
+    sets = {}
+    for spec in args.fid_set:
+        name, _, rest = spec.partition("=")
+        path, _, n = rest.partition(":")
+        images = np.load(path, mmap_mode="r")
+        sets[name] = subset(images, int(n), seed=0) if n and int(n) < len(images) else np.array(images)
+    pairs = [tuple(p.split(":")) for p in args.fid_pair]
+    unknown = {s for p in pairs for s in p} - set(sets)
+    if unknown:
+        raise SystemExit(f"--fid-pair names unknown sets {sorted(unknown)}; --fid-set defines {sorted(sets)}")
+    used = sorted({s for p in pairs for s in p})
+    fids = {}
+    for name, model in models.items():
+        stats, start = {}, time.perf_counter()
+        for s in used:
+            stats[s] = fid.activation_stats(sets[s], model, batch_size=fid.BATCH_SIZE)
+        fids[name] = [fid.frechet_distance(*stats[a], *stats[b]) for a, b in pairs]
+        print(f"FID with {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"\n(c) FID per pair (sets: {', '.join(f'{s} n={len(sets[s])}' for s in used)}); "
+          "in brackets: relative difference to fp32")
+    print("| backend | " + " | ".join(f"{a} vs {b}" for a, b in pairs) + " | max abs rel diff |")
+    print("|---|" + "---|" * (len(pairs) + 1))
+    for name, values in fids.items():
+        rel = [(v - r) / r for v, r in zip(values, fids["fp32"])]
+        print(f"| {name} | " + " | ".join(f"{v:.4f} ({d:+.1e})" for v, d in zip(values, rel))
+              + f" | {max(map(abs, rel)):.1e} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=20, help="images for the feature extraction benchmark")
-    parser.add_argument("--batch-size", type=int, default=fid.BATCH_SIZE, help="hls.fid batch size")
-    parser.add_argument("--ref-batch-size", type=int, default=50, help="pytorch-fid batch size (its default: 50)")
+    parser.add_argument("--n", type=int, default=20, help="images for the throughput benchmark")
+    parser.add_argument("--images", default="data/dataset/test_images.npy", help="uint8 [N, H, W, C] .npy images")
+    parser.add_argument("--backends", type=lambda s: s.split(","), default=list(fid.BACKENDS),
+                        help="hls.fid backends, comma-separated (default: all of them that are installed)")
+    parser.add_argument("--extra", type=lambda s: [x for x in s.split(",") if x], default=[],
+                        help=f"other candidates, comma-separated: {','.join(EXTRA)}")
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[fid.BATCH_SIZE],
+                        help="hls.fid batch sizes, comma-separated")
+    parser.add_argument("--ref-batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50],
+                        help="pytorch-fid batch sizes (its default: 50); the fastest is the reference")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every candidate")
+    parser.add_argument("--fid-set", action="append", default=[], metavar="NAME=PATH[:N]",
+                        help="uint8 image set for (c), optionally N of them (hls.data.subset, seed 0)")
+    parser.add_argument("--fid-pair", action="append", default=[], metavar="A:B", help="two --fid-set names")
     parser.add_argument("--dim", type=int, default=2048, help="dimension of the Fréchet distance statistics")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = parser.parse_args()
+    bad = [c for c in args.backends if c not in fid.BACKENDS] + [c for c in args.extra if c not in EXTRA]
+    if bad:
+        parser.error(f"unknown candidates {bad}; backends: {fid.BACKENDS}, extra: {EXTRA}")
+    candidates = ["fp32"] + [c for c in args.backends + args.extra if c != "fp32"]
+    skipped = [c for c in candidates if not installed(c)]
+    candidates = [c for c in candidates if installed(c)]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"torch {torch.__version__}, {args.threads} threads" + (f"; not installed: {skipped}" if skipped else ""))
     bench_frechet(args.dim)
-    bench_features(args.n, args.batch_size, args.ref_batch_size)
+    models = bench_features(args, candidates)
+    if args.fid_pair:
+        bench_fid_pairs(args, models)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from diffusers import DDIMPipeline, UNet2DModel
 
 from hls import sampling
 from hls.gaussian import Gaussian
-from hls.train import make_scheduler as training_scheduler
+from hls.train import training_scheduler
 
 
 def cifar_like_unet(args) -> UNet2DModel:

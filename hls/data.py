@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, FashionMNIST
 
+from hls.errors import ArgumentError
+
 DATASETS = ("fashion_mnist", "cifar10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = (
@@ -63,10 +65,10 @@ def load_dataset(name: str, source_dir=None, download_root=None) -> dict[str, np
     ``download_root``. Every source gives identical arrays. Raises RuntimeError listing what was tried.
     """
     if name not in DATASETS:
-        raise ValueError(f"data.name: {name!r} is not one of {', '.join(DATASETS)}")
+        raise ArgumentError("name", name, f"must be one of {', '.join(DATASETS)}")
     attempts = []
     if source_dir:
-        attempts.append((f"data.source_dir={source_dir}", Path(source_dir), False))
+        attempts.append((f"source_dir {source_dir}", Path(source_dir), False))
     if name == "fashion_mnist":
         attempts.append((f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})", DEBIAN_FASHION_MNIST, False))
     if download_root is not None:
@@ -85,14 +87,14 @@ def load_dataset(name: str, source_dir=None, download_root=None) -> dict[str, np
         else ""
     )
     raise RuntimeError(
-        f"data.name={name}: no source worked ({'; '.join(failures)}). Remedies: {remedy}"
-        "set data.source_dir to a local copy in torchvision's format, or go online so torchvision can download it."
+        f"no source of {name} worked ({'; '.join(failures)}). Remedies: {remedy}"
+        "a local copy in torchvision's format as source_dir, or network access for torchvision's download."
     )
 
 
 def to_model(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``[N, H, W, C]`` -> float32 ``[N, C, H, W]`` in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2)  # a copy: inputs may be read-only
     return x.float() / 127.5 - 1
 
 

@@ -62,7 +62,7 @@ class Gaussian:
         return self.mean.shape[0]
 
     @classmethod
-    def fit(cls, x: torch.Tensor, chunk: int = 4096) -> "Gaussian":
+    def fit(cls, x: torch.Tensor, chunk: int = 4096) -> Gaussian:
         """Mean and unbiased covariance of ``x [N, D]``, eigendecomposed; never holds more than D x D or N x D.
 
         The N x D input is read in float64 chunks of ``chunk`` rows; negative round-off eigenvalues are clamped to 0.
@@ -83,12 +83,12 @@ class Gaussian:
         return cls(mean, eigvals.flip(0).clamp_min(0), eigvecs.flip(1))
 
     @classmethod
-    def isotropic(cls, mean: torch.Tensor, var: float) -> "Gaussian":
+    def isotropic(cls, mean: torch.Tensor, var: float) -> Gaussian:
         """N(mean, var · I); ``var = 0`` is the point mass at the mean."""
         d = mean.shape[0]
         return cls(mean, torch.full((d,), float(var), dtype=F64), torch.eye(d, dtype=F64))
 
-    def to(self, device) -> "Gaussian":
+    def to(self, device) -> Gaussian:
         """The same Gaussian with its tensors on ``device`` (do this once, not per sampler step)."""
         return Gaussian(self.mean.to(device), self.eigvals.to(device), self.eigvecs.to(device))
 
@@ -130,6 +130,6 @@ class Gaussian:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
     @classmethod
-    def load(cls, path) -> "Gaussian":
+    def load(cls, path) -> Gaussian:
         t = load_file(str(path))
         return cls(t["mean"], t["eigvals"], t["eigvecs"])

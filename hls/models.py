@@ -1,37 +1,71 @@
-"""Diffusion models: a local diffusers pipeline folder (the bundled model) or a hub id such as google/ddpm-cifar10-32."""
+"""Diffusion models: a local diffusers pipeline folder (the bundled model) or a hub id (google/ddpm-cifar10-32)."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.utils import logging as diffusers_logging
+
+from hls.errors import ArgumentError
+from hls.sampling import make_scheduler, nfe
 
 
-def load_model(source: str) -> tuple[UNet2DModel, dict]:
-    """``source`` (a local DDPMPipeline folder or a hub id) -> (UNet in float32, eval mode; its scheduler config).
-
-    Raises RuntimeError naming ``model.source`` when the folder is not a pipeline or the hub cannot be reached.
-    """
-    local = Path(source).exists()
-    try:
-        pipe = DiffusionPipeline.from_pretrained(source)
-    except Exception as err:  # diffusers / huggingface_hub raise many kinds for a missing folder or no network
-        where = "is not a diffusers pipeline folder" if local else (
+def _where(source: str, err: Exception) -> ArgumentError:
+    """The one error for a source that cannot be read: a local folder that is no pipeline, or an unreachable hub id."""
+    what = ("is not a diffusers pipeline folder with unet/ and scheduler/" if Path(source).exists() else
             "is not a local folder, and loading it from the Hugging Face hub failed (it needs network access)")
-        raise RuntimeError(f"model.source: {source!r} {where}: {type(err).__name__}: {err}") from err
-    if not hasattr(pipe, "unet") or not hasattr(pipe, "scheduler"):
-        raise RuntimeError(f"model.source: {source!r} has no unet and scheduler (a DDPM/DDIM pipeline is needed)")
-    return pipe.unet.to(torch.float32).eval(), dict(pipe.scheduler.config)
+    return ArgumentError("source", source, f"{what} ({type(err).__name__}: {err})")
 
 
-def check_compatible(unet: UNet2DModel, image_shape, source: str, dataset: str) -> None:
-    """Raise ValueError when the model's (channels, size) differ from the dataset's images ``[H, W, C]``."""
+@contextlib.contextmanager
+def _reading(source: str):
+    """Read from ``source`` quietly (no notices a user cannot act on); any failure becomes one ArgumentError."""
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # e.g. the notice that an fp16 folder is loaded as float32
+    try:
+        with warnings.catch_warnings():  # diffusers passes huggingface_hub an argument it deprecated
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+            yield
+    except Exception as err:  # diffusers / huggingface_hub raise many kinds for a missing folder or no network
+        raise _where(source, err) from err
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+
+
+def load_scheduler_config(source: str) -> dict:
+    """The model's training noise schedule: ``source``'s ``scheduler/scheduler_config.json`` (no weights are read)."""
+    with _reading(source):
+        return dict(DDPMScheduler.load_config(source, subfolder="scheduler"))
+
+
+def load_unet(source: str) -> UNet2DModel:
+    """``source``'s UNet in float32 and eval mode (fp16 snapshots are cast up)."""
+    with _reading(source):
+        return UNet2DModel.from_pretrained(source, subfolder="unet", torch_dtype=torch.float32).eval()
+
+
+def check_compatible(unet: UNet2DModel, image_shape) -> None:
+    """Raise ArgumentError naming ``image_shape`` when it is not the model's ``[H, W, C]``."""
     h, w, c = image_shape
     size = unet.config.sample_size
     size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     if unet.config.in_channels != c or size != (h, w):
-        raise ValueError(
-            f"model.source={source} expects {unet.config.in_channels}-channel {size[0]}x{size[1]} images but "
-            f"data.name={dataset} has {c}-channel {h}x{w} images"
-        )
+        raise ArgumentError("image_shape", tuple(image_shape), f"the model expects {unet.config.in_channels}-channel "
+                                                               f"{size[0]}x{size[1]} images")
+
+
+def load_sampler(source: str, scheduler: str, image_shape, steps: int):
+    """(UNet, sampler ``scheduler`` on its training schedule) of ``source`` for images ``[H, W, C]``.
+
+    Checks ``scheduler`` and ``steps`` (``hls.sampling.nfe``) on the model's config before reading any weight.
+    """
+    config = load_scheduler_config(source)
+    sampler = make_scheduler(scheduler, config)
+    nfe(sampler, steps)
+    unet = load_unet(source)
+    check_compatible(unet, image_shape)
+    return unet, sampler

@@ -1,34 +1,12 @@
-"""Sampling with standard diffusers schedulers, the first ``skip`` steps replaced by the Gaussian teleport.
+"""Sampling with diffusers schedulers, the first ``skip`` steps replaced by the Gaussian teleport.
 
-What a *step* is. ``scheduler.set_timesteps(steps)`` lays out ``steps`` intervals of noise level, from the first
-timestep's sigma down to the scheduler's final sigma (0: every scheduler here ends on the x0 prediction). A step is one
-such interval; step i starts at noise level ``sigma_i`` (``skip_sigma(scheduler, steps, i)``). Its cost in UNet
-evaluations (NFE):
-
-- ``ddim``, ``ddpm``, ``euler``: first order, 1 NFE per step.
-- ``dpmsolver`` (DPM-Solver++ 2M) and ``unipc`` (UniPC-bh2, order 2): multistep, 1 NFE per step; they reuse earlier
-  model outputs instead of spending extra evaluations (UniPC's corrector reuses the next step's evaluation).
-- ``heun``: second order, 2 NFE per step (Euler predictor + trapezoidal corrector) except the last step, which lands on
-  sigma 0 and is a plain Euler step: ``2 * steps - 1`` for a full run. diffusers lists each evaluation as a timestep,
-  so step i starts at timestep index ``2 * i`` (``scheduler.order * i``).
-
-``skip = k`` replaces steps ``0 .. k-1`` by one exact jump of the Gaussian probability-flow ODE from ``sigma_0`` to
-``sigma_k`` (``Gaussian.teleport``), then runs the scheduler from step k (``set_begin_index``) with a fresh history:
-the multistep solvers start again at first order (DPM-Solver++'s first update is DDIM; UniPC warms up with order 1 and
-has no corrector on that step) and Heun starts with its predictor. So ``nfe(scheduler, steps, k)`` is the NFE of the
-last ``steps - k`` steps, and ``skip = 0`` runs exactly the loop of diffusers' own pipelines.
-
-Accuracy (tests/test_sampling.py, the exact Gaussian denoiser as the model, error against the exact ODE solution):
-for the one-step schedulers (ddim, euler, heun; ddpm in distribution) the teleport only removes discretisation
-error, at every ``skip``. For the multistep ones the first-order restart costs accuracy when the teleport lands at
-low noise with few, large steps: with 3 to 12 steps up to 2.3x the error of ``skip = 0`` for a landing sigma >= 1 and
-up to 8.4x below it; from 15 to 50 steps with a landing sigma >= 1 the teleport never added error.
-
-Sample representation (how diffusers stores the state between steps). ``euler`` and ``heun`` hold the VE sample
-``x0 + sigma * eps`` (k-diffusion convention: initial noise scaled by ``init_noise_sigma`` ~ sigma_max, model input
-divided by ``sqrt(sigma**2 + 1)``), so the teleport acts on it directly. The others hold the VP sample
-``sqrt(a) * x_ve`` (``init_noise_sigma = 1``); it is converted to VE and back around the teleport with ``vp_to_ve`` /
-``ve_to_vp`` at ``a = alpha_cumprod_from_sigma(sigma)``.
+A *step* is one interval of the noise-level grid that ``scheduler.set_timesteps(steps)`` lays out; step i starts at
+VE noise level ``sigma_skip(scheduler, steps, i)``. It costs 1 UNet evaluation (NFE), except heun's 2 (predictor +
+corrector; the last step, which lands on sigma 0, costs 1). ``skip = k`` replaces steps ``0 .. k-1`` by one exact jump
+of the Gaussian probability-flow ODE (``Gaussian.teleport``), then runs the scheduler from step k
+(``set_begin_index``) with a fresh history: multistep solvers (dpmsolver, unipc) restart at first order, heun with its
+predictor. euler and heun hold the VE sample ``x0 + sigma * eps``; the others the VP sample ``sqrt(a) * x_ve``,
+converted around the jump with ``vp_to_ve`` / ``ve_to_vp``.
 """
 
 from __future__ import annotations
@@ -50,6 +28,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from hls.errors import ArgumentError
 from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, ve_to_vp, vp_to_ve
 
 SCHEDULERS = ("ddim", "ddpm", "euler", "heun", "dpmsolver", "unipc")
@@ -95,9 +74,9 @@ def make_scheduler(name: str, model_config, *, timestep_spacing: str | None = No
     would start them at t = T*steps/(steps+1) rounded down to a multiple of T // (steps + 1)).
     """
     if name not in _SCHEDULER_CLASSES:
-        raise ValueError(f"sampler.scheduler: unknown scheduler {name!r}; allowed: {', '.join(SCHEDULERS)}")
+        raise ArgumentError("name", name, f"must be one of {', '.join(SCHEDULERS)}")
     if timestep_spacing not in (None, *_SPACINGS):
-        raise ValueError(f"timestep_spacing: {timestep_spacing!r} is not one of None, {', '.join(_SPACINGS)}")
+        raise ArgumentError("timestep_spacing", timestep_spacing, f"must be one of None, {', '.join(_SPACINGS)}")
     reference = _model_scheduler(model_config)
     config = {k: v for k, v in reference.config.items() if k not in ("_use_default_values", "timestep_spacing")}
     cls, settings = _SCHEDULER_CLASSES[name]
@@ -111,9 +90,9 @@ def make_scheduler(name: str, model_config, *, timestep_spacing: str | None = No
 
 def _check(steps, skip) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: must be an integer >= 1, got {steps!r}")
+        raise ArgumentError("steps", steps, "must be an integer >= 1")
     if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip < steps:
-        raise ValueError(f"skip: must be an integer with 0 <= skip < steps = {steps}, got {skip!r}")
+        raise ArgumentError("skip", skip, f"must be an integer with 0 <= skip < steps = {steps}")
 
 
 def _noise_level(scheduler, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +108,14 @@ def _noise_level(scheduler, index: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _plan(scheduler, steps: int, skip: int, device=None) -> int:
     """Set the scheduler's timesteps for ``steps`` steps; return the timestep index where step ``skip`` starts."""
     _check(steps, skip)
+    train_steps = scheduler.config.num_train_timesteps
+    if steps > train_steps:
+        raise ArgumentError("steps", steps, f"must be <= {train_steps}, the model's number of training timesteps")
     scheduler.set_timesteps(steps, device=device)
     starts = scheduler.timesteps[::scheduler.order]  # the timestep of each step's first evaluation
     if len(starts) != steps or not bool((starts[1:] < starts[:-1]).all()):
-        raise ValueError(f"steps: {steps} steps do not give {steps} distinct timesteps with "
-                         f"{type(scheduler).__name__} (its timestep spacing rounds some together); use fewer steps")
+        raise ArgumentError("steps", steps, f"gives fewer distinct timesteps with {type(scheduler).__name__} (its "
+                                            "timestep spacing rounds some together); use fewer steps")
     return skip * scheduler.order
 
 
@@ -162,7 +144,7 @@ def equal_nfe_steps(scheduler, steps: int, skip: int) -> int:
     return lo
 
 
-def skip_sigma(scheduler, steps: int, skip: int) -> float:
+def sigma_skip(scheduler, steps: int, skip: int) -> float:
     """The VE sigma where step ``skip`` starts: the teleport's destination (for ``skip = 0`` the first step's sigma)."""
     s = copy.deepcopy(scheduler)
     begin = _plan(s, steps, skip)
@@ -230,7 +212,7 @@ def sample_seeded(unet, scheduler, seeds, *, shape, steps: int, skip: int = 0, g
     """
     seeds = [int(s) for s in seeds]
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        raise ArgumentError("batch_size", batch_size, "must be an integer >= 1")
     _check(steps, skip)
     device = torch.device(device)
     dtype = getattr(unet, "dtype", torch.float32)

@@ -22,9 +22,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from hls.errors import ArgumentError
 from hls.gaussian import F64, Gaussian, sigma_from_alpha_cumprod, ve_to_vp
+from hls.mixture import DeltaMixture, GaussianMixture, LowRankGaussian
 
-APPROXIMATIONS = ("gaussian", "isotropic", "mean")  # full-covariance fit; N(mean, tr(Σ)/D I); point mass at the mean
+APPROXIMATIONS = ("gaussian", "isotropic", "mean", "lowrank", "gmm_classes", "gmm_kmeans", "delta")  # approximations()
 SPACES = ("denoiser", "score")
 METRICS = ("explained_variance", "relative_error")
 COLUMNS = ("sigma", "timestep", "approx", "space", "metric", "value", "mean", "std", "q10", "q50", "q90", "n")
@@ -74,16 +76,29 @@ def sigma_grid(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 # analytic models
 
 
-def approximations(gaussian: Gaussian) -> dict[str, Gaussian]:
-    """The three analytic models of ``APPROXIMATIONS`` built from a fitted Gaussian N(μ, Σ).
+def approximations(gaussian: Gaussian, x: torch.Tensor | None = None, labels=None, *, rank: int = 64, k: int = 20,
+                   delta_n: int | None = None, seed: int = 0) -> dict:
+    """The analytic models of ``APPROXIMATIONS``, in that order, from a fitted Gaussian N(μ, Σ) and, for the last
+    four, the training data ``x [N, D]`` with its class ``labels [N]``.
 
-    gaussian: N(μ, Σ) itself; isotropic: N(μ, tr(Σ)/D · I); mean: the point mass at μ (N(μ, 0)).
+    gaussian: N(μ, Σ); isotropic: N(μ, tr(Σ)/D · I); mean: the point mass at μ; lowrank: the top ``rank``
+    eigenpairs of Σ plus an isotropic rest; gmm_classes: one Gaussian per class; gmm_kmeans: one Gaussian per k-means
+    cluster (``k``, ``seed``); delta: the training set itself (``delta_n`` images drawn with ``seed``; None: all).
     """
     var = float(gaussian.eigvals.sum()) / gaussian.dim
-    return {
+    models = {
         "gaussian": gaussian,
         "isotropic": Gaussian.isotropic(gaussian.mean, var),
         "mean": Gaussian.isotropic(gaussian.mean, 0.0),
+    }
+    if x is None:
+        return models
+    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:delta_n].sort().values
+    return models | {
+        "lowrank": LowRankGaussian.from_gaussian(gaussian, rank),
+        "gmm_classes": GaussianMixture.fit_classes(x, torch.as_tensor(labels)),
+        "gmm_kmeans": GaussianMixture.fit_kmeans(x, k, seed=seed),
+        "delta": DeltaMixture(x[keep]),
     }
 
 
@@ -125,8 +140,7 @@ def per_image_errors(s_nn: torch.Tensor, s_a: torch.Tensor) -> tuple[torch.Tenso
 def summarize(err2: np.ndarray, ref2: np.ndarray) -> dict[str, dict[str, float]]:
     """Per-image ``err2 = ‖s_nn - s_a‖² [N]`` and ``ref2 = ‖s_nn‖² [N]`` -> ``{metric: {value, mean, std, q...}}``.
 
-    explained_variance: value ``1 - Σ err2 / Σ ref2``, spread over ``EV_i = 1 - err2_i / ref2_i``;
-    relative_error: spread over ``RE_i = sqrt(err2_i / ref2_i)``, value = its mean. ``std`` has ddof=1.
+    ``value`` is the aggregate of the module docstring, the other keys the spread of EV_i / RE_i (``std`` ddof=1).
     """
     ratio = err2 / ref2  # [N]
     per_image = {"explained_variance": 1 - ratio, "relative_error": np.sqrt(ratio)}
@@ -147,19 +161,20 @@ def summarize(err2: np.ndarray, ref2: np.ndarray) -> dict[str, dict[str, float]]
     return out
 
 
-def score_errors(unet, alphas_cumprod, gaussian: Gaussian, x0: torch.Tensor, timesteps, *, seed: int = 0,
+def score_errors(unet, alphas_cumprod, models: dict, x0: torch.Tensor, timesteps, *, seed: int = 0,
                  batch_size: int = 256, device="cpu", progress: bool = False) -> pd.DataFrame:
     """Neural vs analytic denoisers and scores on noised real images, at each of ``timesteps``.
 
     unet: epsilon-prediction model called as ``unet(x_vp [B, C, H, W], t long [B]).sample`` (in eval mode, on
-    ``device``); alphas_cumprod: its training schedule ``[T]``; gaussian: the fitted N(μ, Σ) on ``D = C*H*W``
-    (``approximations`` derives the others); x0: real images ``[N, C, H, W]`` in [-1, 1]; timesteps: ``[n]``
-    training timesteps (e.g. from ``sigma_grid``).
+    ``device``); alphas_cumprod: its training schedule ``[T]``; models: ``{name: analytic model}`` on
+    ``D = C*H*W`` with ``score(x, σ)``, ``denoise(x, σ)`` and ``to(device)`` (e.g. ``approximations(gaussian)``);
+    x0: real images ``[N, C, H, W]`` in [-1, 1]; timesteps: ``[n]`` training timesteps (e.g. from ``sigma_grid``).
 
     For timestep t with ``a = alphas_cumprod[t]``, ``σ = sigma_from_alpha_cumprod(a)`` and image i:
     ``x = x0_i + σ ε`` (float64, ``ε = image_noise(..., [i], t, seed)``), ``eps_hat = unet(ve_to_vp(x, a), t)``
     (input in the model's dtype), neural denoiser ``x - σ eps_hat``, neural score ``-eps_hat / σ``; each
-    approximation's ``denoise(x, σ)`` / ``score(x, σ)``; metrics as in the module docstring.
+    approximation's ``denoise(x, σ)`` and its score ``(denoise(x, σ) - x) / σ²`` (Tweedie; one call per model);
+    metrics as in the module docstring.
 
     Returns a tidy DataFrame, one row per (timestep, approx, space, metric) with columns ``COLUMNS``:
     sigma, timestep, approx, space, metric, value (aggregate EV / mean RE), mean, std, q10, q50, q90 (over
@@ -167,9 +182,10 @@ def score_errors(unet, alphas_cumprod, gaussian: Gaussian, x0: torch.Tensor, tim
     """
     n, c, h, w = x0.shape
     dims = c * h * w
-    if gaussian.dim != dims:
-        raise ValueError(f"score_errors: Gaussian has D = {gaussian.dim}, images {tuple(x0.shape[1:])} have D = {dims}")
-    models = {name: g.to(device) for name, g in approximations(gaussian).items()}
+    for name, model in models.items():
+        if model.dim != dims:
+            raise ArgumentError("models", name, f"has D = {model.dim}, the images {tuple(x0.shape[1:])} D = {dims}")
+    models = {name: model.to(device) for name, model in models.items()}
     model_sigma = model_sigmas(alphas_cumprod)  # [T]
     a_all = torch.as_tensor(alphas_cumprod).detach().cpu().to(F64)  # [T]
     dtype = _model_dtype(unet, x0.dtype)
@@ -177,7 +193,7 @@ def score_errors(unet, alphas_cumprod, gaussian: Gaussian, x0: torch.Tensor, tim
     with torch.inference_mode():
         for t in tqdm([int(t) for t in timesteps], desc="score_error", disable=not progress):
             a, sigma = a_all[t], float(model_sigma[t])
-            err2 = {(name, space): [] for name in APPROXIMATIONS for space in SPACES}
+            err2 = {(name, space): [] for name in models for space in SPACES}
             ref2 = {space: [] for space in SPACES}
             for start in range(0, n, batch_size):
                 index = torch.arange(start, min(start + batch_size, n))  # [B]
@@ -192,14 +208,15 @@ def score_errors(unet, alphas_cumprod, gaussian: Gaussian, x0: torch.Tensor, tim
                 neural = {"denoiser": x - sigma * eps_hat, "score": -eps_hat / sigma}
                 # each analytic model at the same x
                 for name, model in models.items():
-                    analytic = {"denoiser": model.denoise(x, sigma), "score": model.score(x, sigma)}
+                    denoised = model.denoise(x, sigma)  # [B, D]; the score by Tweedie, which every model obeys
+                    analytic = {"denoiser": denoised, "score": (denoised - x) / sigma**2}
                     for space in SPACES:
                         e2, r2 = per_image_errors(neural[space], analytic[space])
                         err2[name, space].append(e2.cpu())
-                        if name == APPROXIMATIONS[0]:
+                        if name == next(iter(models)):
                             ref2[space].append(r2.cpu())
             # aggregate over all images (independent of the batch split)
-            for name in APPROXIMATIONS:
+            for name in models:
                 for space in SPACES:
                     stats = summarize(torch.cat(err2[name, space]).numpy(), torch.cat(ref2[space]).numpy())
                     for metric in METRICS:
@@ -211,8 +228,8 @@ def score_errors(unet, alphas_cumprod, gaussian: Gaussian, x0: torch.Tensor, tim
 # the prediction
 
 
-def critical_sigma(df: pd.DataFrame, threshold: float = 0.99, approx: str = "gaussian",
-                   space: str = "denoiser") -> float | None:
+def critical_sigma(df: pd.DataFrame, threshold: float = 0.999, approx: str = "gaussian",
+                   space: str = "score") -> float | None:
     """σ*: the largest grid σ at which ``approx``'s aggregate explained variance in ``space`` is below ``threshold``.
 
     Reads the ``explained_variance`` rows of a ``score_errors`` frame. None when the EV is >= threshold at every σ.
@@ -228,10 +245,10 @@ def critical_sigma(df: pd.DataFrame, threshold: float = 0.99, approx: str = "gau
 def predicted_skip(sigmas_of_steps, sigma_star: float | None) -> int:
     """How many initial sampler steps the Gaussian teleport can replace before the network is needed at σ*.
 
-    ``sigmas_of_steps [S]``: VE sigma of the sample entering each sampler step, descending
-    (``hls.sampling.skip_sigma`` for k = 0 .. S-1; a trailing 0 as in k-diffusion is allowed). Skipping k steps teleports from ``sigmas[0]`` to the landing sigma
-    ``sigmas[k]`` (0 <= k < S, as ``hls.sampling.sample``), and step k-1 lands there. Rule: the predicted skip is
-    the largest k with ``sigmas[k] >= sigma_star`` (k >= 1), i.e. the number of j in 1..S-1 with
+    ``sigmas_of_steps [S]``: VE sigma of the sample entering each sampler step, descending (``hls.sampling.sigma_skip``
+    for k = 0 .. S-1; a trailing 0 as in k-diffusion is allowed). Skipping k steps teleports from ``sigmas[0]`` to
+    the landing sigma ``sigmas[k]`` (0 <= k < S, as ``hls.sampling.sample``), and step k-1 lands there. Rule: the
+    predicted skip is the largest k with ``sigmas[k] >= sigma_star`` (k >= 1), i.e. the number of j in 1..S-1 with
     ``sigmas[j] >= sigma_star``; 0 when even the first step would land below σ*. ``sigma_star=None`` (the Gaussian
     is never below threshold) counts every j >= 1 with ``sigmas[j] > 0``.
     """
@@ -242,6 +259,16 @@ def predicted_skip(sigmas_of_steps, sigma_star: float | None) -> int:
     if sigma_star is None:
         return int((landing > 0).sum())
     return int((landing >= sigma_star).sum())
+
+
+def free_skip(fids: dict[int, float], tolerance: float) -> int | None:
+    """The largest skip whose FID is within ``tolerance`` (relative) of skip 0's: ``{skip: fid}`` -> skip.
+
+    None without skip 0. The measured counterpart of ``predicted_skip``.
+    """
+    if 0 not in fids:
+        return None
+    return max(k for k, fid in fids.items() if fid <= (1 + tolerance) * fids[0])
 
 
 # the figure
@@ -294,5 +321,5 @@ def plot(df: pd.DataFrame, path=None, *, threshold: float | None = None, sigma_s
                 ax.set_ylabel(label)
         fig.tight_layout()
     if path is not None:
-        fig.savefig(path, format="png", dpi=120)
+        fig.savefig(path, format="png", dpi=120, metadata={"Software": None})
     return fig

@@ -10,13 +10,17 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from hls.errors import ArgumentError
+
 
 def make_unet(image_size: int, channels: int, block_out_channels, layers_per_block: int, attention,
               norm_num_groups: int = 8) -> UNet2DModel:
     """A UNet2DModel with one resolution level per entry of ``block_out_channels``; ``attention[i]`` puts
     self-attention at level i (level 0 is full resolution)."""
+    if not block_out_channels or not all(isinstance(c, int) and c > 0 for c in block_out_channels):
+        raise ArgumentError("block_out_channels", block_out_channels, "must be a non-empty list of positive integers")
     if len(attention) != len(block_out_channels):
-        raise ValueError(f"train.unet.attention: {list(attention)} needs one flag per level of block_out_channels")
+        raise ArgumentError("attention", attention, "needs one flag per level of block_out_channels")
     return UNet2DModel(
         sample_size=image_size,
         in_channels=channels,
@@ -29,7 +33,7 @@ def make_unet(image_size: int, channels: int, block_out_channels, layers_per_blo
     )
 
 
-def make_scheduler() -> DDPMScheduler:
+def training_scheduler() -> DDPMScheduler:
     """The DDPM training schedule: 1000 linear betas 1e-4..0.02, epsilon prediction (as google/ddpm-cifar10-32)."""
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
                          prediction_type="epsilon", clip_sample=True)

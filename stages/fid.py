@@ -7,35 +7,35 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import check_choice, check_int, device, load_params, write_json
-from fid_stats import load_stats
 
-from hls.fid import WEIGHTS, activation_stats, frechet_distance, inception
+from common import device, load_params, validate, write_json
+from hls.fid import BACKENDS, WEIGHTS, activation_stats, frechet_distance, inception, load_stats
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("samples", type=Path, help="folder written by stages/sample.py")
+    parser.add_argument("ref", type=Path, help="reference statistics (.safetensors)")
     parser.add_argument("out", type=Path, help="JSON record to write")
     args = parser.parse_args()
     p = load_params()
-    weights = check_choice(p["fid"]["weights"], "fid.weights", WEIGHTS)
-    batch_size = check_int(p["fid"]["batch_size"], "fid.batch_size", 1)
+    validate(p, "fid.batch_size", choices={"fid.weights": WEIGHTS, "fid.backend": BACKENDS})
     dev = device(p["device"])
 
-    mu_ref, sigma_ref = load_stats("data/fid_ref.safetensors")
+    mu_ref, sigma_ref = load_stats(args.ref)
     record = json.loads((args.samples / "info.json").read_text())
-    model = inception(weights).to(dev)
+    model = inception(p["fid"]["weights"], p["fid"]["backend"]).to(dev)
     start = time.time()
     for name, key in (("images", "fid"), ("baseline", "fid_baseline_same_nfe")):
         if (args.samples / f"{name}.npy").exists():
-            stats = activation_stats(np.load(args.samples / f"{name}.npy"), model, batch_size=batch_size, device=dev,
-                                     progress=True)
+            stats = activation_stats(np.load(args.samples / f"{name}.npy"), model, batch_size=p["fid"]["batch_size"],
+                                     device=dev, progress=True)
             record[key] = round(frechet_distance(*stats, mu_ref, sigma_ref), 4)
     record |= {"n_samples": record.pop("n"), "n_ref": p["fid_ref"]["n"], "ref_split": p["fid_ref"]["split"],
-               "inception_weights": weights, "fid_seconds": round(time.time() - start, 1)}
+               "inception_weights": p["fid"]["weights"], "inception_backend": p["fid"]["backend"]}
     write_json(args.out, record)
     print(json.dumps(record))
+    print(f"Inception and FID in {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,34 @@
-"""Stage fid_ref: Inception statistics of ``fid_ref.n`` real images of split ``fid_ref.split``."""
+"""Stage fid_ref: Inception statistics of ``fid_ref.n`` real images (of split ``fid_ref.split``)."""
+
+import argparse
+from pathlib import Path
 
 import numpy as np
-from common import check_choice, check_int, device, load_params
-from fid_stats import save_stats
 
+from common import atomic_path, check, device, load_params, validate
 from hls.data import subset
-from hls.fid import WEIGHTS, activation_stats, inception
+from hls.fid import BACKENDS, WEIGHTS, activation_stats, inception, save_stats
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", type=Path, help="uint8 real images [N, H, W, C] (.npy)")
+    parser.add_argument("out", type=Path, help="reference statistics (.safetensors)")
+    args = parser.parse_args()
     p = load_params()
-    ref, fid = p["fid_ref"], p["fid"]
-    split = check_choice(ref["split"], "fid_ref.split", ("train", "test"))
-    weights = check_choice(fid["weights"], "fid.weights", WEIGHTS)
-    batch_size = check_int(fid["batch_size"], "fid.batch_size", 1)
-    images = np.load(f"data/dataset/{split}_images.npy", mmap_mode="r")
-    n = check_int(ref["n"], "fid_ref.n", 2, len(images))
+    validate(p, "seed", "fid_ref.n", "fid.batch_size",
+             choices={"fid_ref.split": ("train", "test"), "fid.weights": WEIGHTS, "fid.backend": BACKENDS})
+    images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
+    n = p["fid_ref"]["n"]
+    check(n <= len(images), "fid_ref.n", n, f"must be <= {len(images)}, the number of {p['fid_ref']['split']} images")
     dev = device(p["device"])
 
-    mu, sigma = activation_stats(subset(images, n, p["seed"]), inception(weights).to(dev), batch_size=batch_size,
-                                 device=dev, progress=True)
-    save_stats("data/fid_ref.safetensors", mu, sigma)
-    print(f"reference statistics of {n} {split} images ({weights} Inception weights)")
+    model = inception(p["fid"]["weights"], p["fid"]["backend"]).to(dev)
+    mu, sigma = activation_stats(subset(images, n, p["seed"]), model,
+                                 batch_size=p["fid"]["batch_size"], device=dev, progress=True)
+    with atomic_path(args.out) as tmp:
+        save_stats(tmp, mu, sigma)
+    print(f"reference statistics of {n} {p['fid_ref']['split']} images ({p['fid']['weights']} Inception weights)")
 
 
 if __name__ == "__main__":

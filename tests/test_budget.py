@@ -1,0 +1,428 @@
+"""hls.budget: exact NFE budgets, the schedules laid over [sigma_skip -> end], and the Gaussian oracle."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from diffusers import LMSDiscreteScheduler
+
+from fakes import ddpm_config
+from hls import budget
+from hls.budget import (
+    budget_nfe,
+    budget_schedule,
+    landing_sigma,
+    sample_budget,
+    sample_budget_seeded,
+    sigma_max,
+    steps_for_nfe,
+)
+from hls.errors import ArgumentError
+from hls.gaussian import Gaussian
+from hls.sampling import SCHEDULERS, make_scheduler
+
+F64 = torch.float64
+VE_SAMPLE = ("euler", "heun")  # schedulers whose state is x0 + sigma * eps; the others hold sqrt(a) * that
+KARRAS = ("euler", "heun", "dpmsolver", "unipc")
+DETERMINISTIC = ("ddim", "euler", "heun", "dpmsolver", "unipc")
+SHAPE = (1, 4, 4)  # D = 16
+
+
+# --- an oracle independent of hls: the DDPM training schedule in numpy, the exact epsilon of Gaussian data ----------
+
+
+def training_alphas_cumprod() -> np.ndarray:
+    """prod_{s <= t} (1 - beta_s) for 1000 linear betas 1e-4..0.02 (the schedule of fakes.ddpm_config)."""
+    return np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+
+
+TRAINING_SIGMAS = np.sqrt((1 - training_alphas_cumprod()) / training_alphas_cumprod())  # [1000], increasing
+SIGMA_MAX = float(TRAINING_SIGMAS[-1])
+
+
+def sigma_of_timestep(t) -> float:
+    """The VE sigma of a (possibly fractional) training timestep: log-sigma interpolated between integer ones."""
+    return float(np.exp(np.interp(float(t), np.arange(1000), np.log(TRAINING_SIGMAS))))
+
+
+class OracleUNet(torch.nn.Module):
+    """The exact epsilon-predictor of Gaussian data, counting its calls: eps = (x_ve - E[x0 | x_ve]) / sigma."""
+
+    def __init__(self, gaussian: Gaussian):
+        super().__init__()
+        self.gaussian = gaussian
+        self.calls = 0
+        self.inputs = []  # (model input, timestep) of every call
+
+    def forward(self, x, t):  # x: the scheduler's model input, always the VP sample sqrt(a) * x_ve
+        self.calls += 1
+        self.inputs.append((x.clone(), float(t)))
+        sigma = sigma_of_timestep(t)
+        x_ve = x.reshape(x.shape[0], -1).to(F64) * np.sqrt(1 + sigma**2)  # [B, D]
+        eps = (x_ve - self.gaussian.denoise(x_ve, sigma)) / sigma
+        return SimpleNamespace(sample=eps.reshape(x.shape).to(x.dtype))
+
+
+def small_gaussian() -> Gaussian:
+    g = torch.Generator().manual_seed(0)
+    d = int(np.prod(SHAPE))
+    eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))
+    return Gaussian(0.5 * torch.randn(d, generator=g, dtype=F64), torch.linspace(0.5, 0.02, d, dtype=F64), eigvecs)
+
+
+def scheduler(name: str):
+    return make_scheduler(name, ddpm_config(clip_sample=False))
+
+
+def noise(batch: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+def start_state(name: str, z: torch.Tensor) -> torch.Tensor:
+    """The sampler's own pure-noise start at SIGMA_MAX as a VE sample [B, D]: euler / heun hold SIGMA_MAX * z, the
+    others the VP sample z, i.e. the VE sample z / sqrt(a) = z * sqrt(1 + SIGMA_MAX^2)."""
+    scale = SIGMA_MAX if name in VE_SAMPLE else np.sqrt(1 + SIGMA_MAX**2)
+    return z.reshape(z.shape[0], -1).to(F64) * scale
+
+
+def schedule_end(schedule) -> float:
+    """The last nonzero sigma of a laid-out schedule; its last step goes to sigma 0 (returns the x0 prediction)."""
+    if hasattr(schedule, "sigmas"):
+        assert float(schedule.sigmas[-1]) == 0.0
+        return float(schedule.sigmas[-2])
+    t_last = int(schedule.timesteps[-1])
+    if hasattr(schedule, "final_alpha_cumprod"):  # ddim: its step goes to t - T // N, below 0 to alpha = 1
+        assert float(schedule.final_alpha_cumprod) == 1.0
+        assert t_last - schedule.config.num_train_timesteps // schedule.num_inference_steps < 0
+    else:  # ddpm: the last listed timestep goes to alpha = 1
+        assert float(schedule.one) == 1.0 and schedule.previous_timestep(schedule.timesteps[-1]) == -1
+    return float(TRAINING_SIGMAS[t_last])
+
+
+def exact_answer(name, gaussian, z, end: float) -> torch.Tensor:
+    """The exact probability-flow solution from SIGMA_MAX to the schedule's last sigma, then the exact last step."""
+    return gaussian.denoise(gaussian.teleport(start_state(name, z), SIGMA_MAX, end), end)  # [B, D]
+
+
+def rms(x: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((x.reshape(exact.shape).to(F64) - exact).square().mean().sqrt())
+
+
+def oracle_error(name, nfe, start, sigma_skip=None, batch=128):
+    """RMS distance of sample_budget (the oracle as the UNet) to the exact probability-flow solution at sigma 0.
+
+    Every sampler's last step returns the x0 prediction at its last nonzero sigma, so even an exact solver keeps a
+    small floor (about 3e-4 from sigma(t=0) = 0.01; more for schedules that end higher, like plain dpmsolver / unipc,
+    whose last timestep is round(999 / n)).
+    """
+    gaussian, z = small_gaussian(), noise(batch)
+    model = gaussian if start == "jump" else None
+    x = sample_budget(OracleUNet(gaussian), scheduler(name), z, nfe=nfe, start=start, sigma_skip=sigma_skip,
+                      model=model)
+    return rms(x, gaussian.teleport(start_state(name, z), SIGMA_MAX, 0.0))
+
+
+# --- budgets and NFE -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_steps_for_nfe(name):
+    for nfe in (1, 3, 5, 9, 21):
+        steps = steps_for_nfe(name, nfe)
+        assert steps == ((nfe + 1) // 2 if name == "heun" else nfe)
+        assert budget_nfe(name, steps) == nfe == budget_nfe(scheduler(name), steps)
+        assert steps_for_nfe(scheduler(name), nfe) == steps
+    if name == "heun":
+        with pytest.raises(ArgumentError, match=r"^nfe = 6: heun spends 2 \* steps - 1 .* nearest are 5 and 7$"):
+            steps_for_nfe(name, 6)
+    else:
+        assert steps_for_nfe(name, 6) == 6
+
+
+BUDGETS = {"heun": (1, 3, 5, 9)}
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_nfe_counts_unet_calls(name):
+    gaussian = small_gaussian()
+    for nfe in BUDGETS.get(name, (1, 2, 5, 8)):
+        for start, sigma_skip in (("plain", None), ("jump", 10.0), ("noise", 10.0), ("jump", 0.5)):
+            unet = OracleUNet(gaussian)
+            sample_budget(unet, scheduler(name), noise(2), nfe=nfe, start=start, sigma_skip=sigma_skip,
+                          model=gaussian if start == "jump" else None)
+            assert unet.calls == nfe, (start, sigma_skip)
+            assert len(budget_schedule(scheduler(name), nfe=nfe, start=start, sigma_skip=sigma_skip).timesteps) == nfe
+
+
+@pytest.mark.parametrize("name", ["dpmsolver", "unipc"])
+def test_repeated_rounded_timesteps(name):
+    """Landing near sigma_min, dpmsolver / unipc round several Karras sigmas to the same timestep: the budget still
+    starts at index 0 (set_begin_index) and spends one evaluation per sigma."""
+    gaussian = small_gaussian()
+    s = budget_schedule(scheduler(name), nfe=3, start="jump", sigma_skip=0.012)
+    assert s.timesteps[0] == s.timesteps[1]
+    unet = OracleUNet(gaussian)
+    x = sample_budget(unet, scheduler(name), noise(2), nfe=3, start="jump", sigma_skip=0.012, model=gaussian)
+    assert unet.calls == 3 and bool(x.isfinite().all())
+
+
+# --- plain is diffusers' own loop ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_plain_is_diffusers_loop(name):
+    gaussian, z, nfe = small_gaussian(), noise(4), 7
+    s = scheduler(name)
+    s.set_timesteps(steps_for_nfe(name, nfe))
+    gen = torch.Generator().manual_seed(3)
+    kwargs = {"generator": gen} if name == "ddpm" else {}
+    x, unet = z * s.init_noise_sigma, OracleUNet(gaussian)
+    for t in s.timesteps:
+        x = s.step(unet(s.scale_model_input(x, t), t).sample, t, x, **kwargs).prev_sample
+    ours = sample_budget(OracleUNet(gaussian), scheduler(name), z, nfe=nfe, start="plain",
+                         generator=torch.Generator().manual_seed(3))
+    assert unet.calls == nfe
+    assert torch.equal(ours, x)
+
+
+# --- the schedules over [sigma_skip -> end] ---------------------------------------------------------------------------
+
+
+def karras(hi, lo, n):
+    """Karras et al. (2022) eq. 5 with rho = 7, written out independently of hls.budget.karras_sigmas."""
+    i = np.arange(n)
+    return (hi ** (1 / 7) + i / max(n - 1, 1) * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
+
+
+@pytest.mark.parametrize("name", KARRAS)
+@pytest.mark.parametrize("sigma_skip", [20.0, 1.5])
+def test_karras_schedule(name, sigma_skip):
+    steps = 6
+    original = scheduler(name)
+    config = dict(original.config)
+    s = budget_schedule(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip)
+    sigmas = torch.unique_consecutive(s.sigmas).numpy()  # heun repeats every inner sigma
+    # rtol: diffusers' alphas_cumprod are float32, which moves sigma(t=0) by 8e-5
+    np.testing.assert_allclose(sigmas[:-1], karras(sigma_skip, TRAINING_SIGMAS[0], steps), rtol=2e-4)
+    assert sigmas[-1] == 0.0
+    t_of_sigma = np.interp(np.log(sigmas[:-1]), np.log(TRAINING_SIGMAS), np.arange(1000))
+    timesteps = torch.unique_consecutive(s.timesteps).numpy()
+    if name in ("euler", "heun"):  # the UNet gets the exact (fractional) timestep of each sigma
+        np.testing.assert_allclose(timesteps, t_of_sigma, atol=2e-3)
+    else:  # dpmsolver / unipc in Karras mode round it, as diffusers does
+        np.testing.assert_array_equal(timesteps, np.round(t_of_sigma))
+    assert dict(original.config) == config  # the caller's scheduler is left alone
+    assert landing_sigma(original, nfe=budget_nfe(name, steps), start="noise", sigma_skip=sigma_skip) == \
+        pytest.approx(sigma_skip, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddpm"])
+@pytest.mark.parametrize("nfe", [1, 2, 5, 8, 20, 30])
+@pytest.mark.parametrize("sigma_skip", [40.0, 10.0, 2.0, 0.5])
+def test_ddim_ddpm_schedule(name, nfe, sigma_skip):
+    s = budget_schedule(scheduler(name), nfe=nfe, start="jump", sigma_skip=sigma_skip)
+    timesteps = s.timesteps.numpy()
+    t_skip = int(np.abs(np.log(TRAINING_SIGMAS) - np.log(sigma_skip)).argmin())
+    if name == "ddpm":  # evenly spaced integers from t_skip to 0, through diffusers' custom timesteps
+        assert s.custom_timesteps
+        np.testing.assert_array_equal(timesteps, np.floor(np.linspace(t_skip, 0, nfe) + 0.5))
+    else:  # one DDIM stride, the one DDIMScheduler.step takes, ending in [0, stride): the last step returns x0
+        stride = s.config.num_train_timesteps // s.num_inference_steps
+        assert (np.diff(timesteps) == -stride).all() and 0 <= timesteps[-1] < stride
+        assert abs(TRAINING_SIGMAS[timesteps[0]] / sigma_skip - 1) < 0.04  # see hls.budget's module doc
+    assert landing_sigma(scheduler(name), nfe=nfe, start="jump", sigma_skip=sigma_skip) == \
+        pytest.approx(TRAINING_SIGMAS[timesteps[0]], rel=1e-5)
+    schedule_end(s)
+
+
+def test_ddim_far_landing_is_an_error():
+    with pytest.raises(ArgumentError, match=r"^sigma_skip = 20.0: ddim steps of one stride T // N can start at t = "):
+        budget_schedule(scheduler("ddim"), nfe=40, start="jump", sigma_skip=20.0)
+    s = budget_schedule(scheduler("ddpm"), nfe=40, start="jump", sigma_skip=20.0)  # ddpm takes any timesteps
+    assert TRAINING_SIGMAS[int(s.timesteps[0])] == pytest.approx(20.0, rel=0.005)
+
+
+def test_sigma_max_and_plain_landing():
+    for name in SCHEDULERS:
+        assert sigma_max(scheduler(name)) == pytest.approx(SIGMA_MAX, rel=1e-5)
+    for name in KARRAS:  # the plain schedule starts at sigma_max
+        assert landing_sigma(scheduler(name), nfe=5, start="plain") == pytest.approx(SIGMA_MAX, rel=1e-5)
+    # ddim / ddpm with their default "leading" spacing start 10 steps lower at t = 900
+    assert landing_sigma(scheduler("ddim"), nfe=10, start="plain") == pytest.approx(TRAINING_SIGMAS[900], rel=1e-5)
+
+
+# --- the jump: where it lands, and how close to the exact solution it gets --------------------------------------------
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+@pytest.mark.parametrize("model_name", ["gaussian", "mean"])
+def test_jump_lands_on_the_teleport(name, model_name):
+    """The UNet's first input is the teleported pure noise at the landing sigma; for the point mass at the mean the
+    jump is x -> mu + (sigma_skip / sigma_max) (x - mu), written out here."""
+    gaussian, z, sigma_skip = small_gaussian(), noise(3), 3.0
+    model = gaussian if model_name == "gaussian" else Gaussian.isotropic(gaussian.mean, 0.0)
+    unet = OracleUNet(gaussian)
+    sample_budget(unet, scheduler(name), z, nfe=3, start="jump", sigma_skip=sigma_skip, model=model)
+    landed = landing_sigma(scheduler(name), nfe=3, start="jump", sigma_skip=sigma_skip)
+    x0 = start_state(name, z)
+    if model_name == "mean":
+        expected = gaussian.mean + landed / SIGMA_MAX * (x0 - gaussian.mean)
+    else:
+        expected = gaussian.teleport(x0, SIGMA_MAX, landed)
+    first = unet.inputs[0][0].reshape(3, -1).to(F64) * np.sqrt(1 + landed**2)  # model input (VP) -> VE
+    torch.testing.assert_close(first, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_noise_start(name):
+    z, sigma_skip = noise(3), 3.0
+    unet = OracleUNet(small_gaussian())
+    sample_budget(unet, scheduler(name), z, nfe=3, start="noise", sigma_skip=sigma_skip)
+    landed = landing_sigma(scheduler(name), nfe=3, start="noise", sigma_skip=sigma_skip)
+    first = unet.inputs[0][0].reshape(3, -1).to(F64) * np.sqrt(1 + landed**2)
+    torch.testing.assert_close(first, landed * z.reshape(3, -1).to(F64), rtol=1e-5, atol=1e-5)
+
+
+# heun at 3 and 5 NFE (2 and 3 steps) is unstable from sigma_skip >= 5: its errors (1 to 80, plain or not) dwarf the
+# data (scale 0.5) and the start cannot matter there, so its comparison starts at 9 NFE.
+JUMP_VS_NOISE = {"heun": (9, 15, 25)}
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_oracle_jump_beats_noise(name):
+    """At equal NFE and sigma_skip, the exact Gaussian jump lands closer to the exact ODE solution than the sampler
+    started from plain noise, and the gap grows as sigma_skip falls (the data matter more there)."""
+    for nfe in JUMP_VS_NOISE.get(name, (2, 4, 8, 15, 25)):
+        gaps = []
+        for sigma_skip in (20.0, 5.0, 1.0):
+            jump = oracle_error(name, nfe, "jump", sigma_skip)
+            plain_noise = oracle_error(name, nfe, "noise", sigma_skip)
+            assert jump < plain_noise, (nfe, sigma_skip, jump, plain_noise)
+            gaps.append(plain_noise - jump)
+        assert gaps[0] < gaps[1] < gaps[2], (nfe, gaps)
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_oracle_jump_converges(name):
+    """With many steps after the jump, the sampler reaches the exact solution: the landing and its VP/VE conversions
+    are exact."""
+    nfe, bound = {"ddim": (30, 0.03), "euler": (100, 0.012), "heun": (51, 5e-3), "dpmsolver": (40, 2e-3),
+                  "unipc": (40, 1e-3)}[name]
+    few = oracle_error(name, budget_nfe(name, 3), "jump", 5.0)
+    many = oracle_error(name, nfe, "jump", 5.0)
+    assert many < min(bound, few / 5), (few, many)
+
+
+def test_oracle_ddpm_distribution():
+    """DDPM is stochastic: compare the distribution of its samples with the exact one (the exact map is affine in the
+    initial noise, so its output is Gaussian with a closed-form mean and covariance). Where the data matter
+    (sigma_skip <= 2) the jump is closer by far more than the Monte Carlo error (~0.03 here); at sigma_skip = 10 the
+    two starts differ by ~1 % of DDPM's own few-step error, either way, so that is not asserted."""
+    gaussian, n = small_gaussian(), 8000
+    z = noise(n)
+
+    def distance(nfe, start, sigma_skip):
+        s = scheduler("ddpm")
+        end = schedule_end(budget_schedule(s, nfe=nfe, start=start, sigma_skip=sigma_skip))
+        d = gaussian.dim
+        mean = exact_answer("ddpm", gaussian, torch.zeros(1, d, dtype=F64), end)[0]  # [D]
+        jac = exact_answer("ddpm", gaussian, torch.eye(d, dtype=F64), end) - mean  # [D, D]
+        cov = jac.T @ jac
+        x = sample_budget(OracleUNet(gaussian), s, z, nfe=nfe, start=start, sigma_skip=sigma_skip,
+                          model=gaussian if start == "jump" else None, generator=torch.Generator().manual_seed(2))
+        x = x.reshape(n, -1).to(F64)
+        return float((x.mean(0) - mean).norm() + (torch.cov(x.T) - cov).norm() / cov.norm())
+
+    for nfe in (3, 8, 25):
+        for sigma_skip in (2.0, 1.0):
+            jump, plain_noise = distance(nfe, "jump", sigma_skip), distance(nfe, "noise", sigma_skip)
+            assert jump < plain_noise - 0.08, (nfe, sigma_skip, jump, plain_noise)
+    assert distance(100, "jump", 2.0) < 0.1  # and it converges
+
+
+# --- arguments -------------------------------------------------------------------------------------------------------
+
+
+def _bad_calls():
+    g = small_gaussian()
+    z = noise(2)
+    other = Gaussian.isotropic(torch.zeros(12, dtype=F64), 1.0)
+    return [
+        ("nfe", dict(nfe=0), r"nfe = 0: must be an integer >= 1"),
+        ("nfe", dict(nfe=-3), r"nfe = -3: must be an integer >= 1"),
+        ("nfe", dict(nfe=2.5), r"nfe = 2.5: must be an integer >= 1"),
+        ("nfe", dict(nfe=True), r"nfe = True: must be an integer >= 1"),
+        ("nfe", dict(name="heun", nfe=4), r"nfe = 4: heun spends 2 \* steps - 1 evaluations.*nearest are 3 and 5"),
+        ("nfe", dict(nfe=1001), r"nfe = 1001: needs 1001 plain steps: must be <= 1000"),
+        ("nfe", dict(name="ddpm", nfe=50, start="noise", sigma_skip=0.05), r"nfe = 50: needs 50 distinct timesteps"),
+        ("sigma_skip", dict(start="noise", sigma_skip=0.001), r"sigma_skip = 0.001: must be a number with sigma_min"),
+        ("sigma_skip", dict(start="noise", sigma_skip=SIGMA_MAX * 1.001), r"< sigma_max = 157"),
+        ("sigma_skip", dict(start="jump", sigma_skip=1e4, model=g), r"sigma_skip = 10000.0: must be"),
+        ("sigma_skip", dict(start="noise", sigma_skip=float("nan")), r"sigma_skip = nan: must be"),
+        ("sigma_skip", dict(start="noise", sigma_skip="5"), r"sigma_skip = '5': must be"),
+        ("sigma_skip", dict(start="noise"), r"sigma_skip = None: must be"),
+        ("sigma_skip", dict(start="plain", sigma_skip=5.0), r"sigma_skip = 5.0: must be None for start = 'plain'"),
+        ("start", dict(start="gaussian", sigma_skip=5.0), r"start = 'gaussian': must be one of plain, jump, noise"),
+        ("model", dict(start="jump", sigma_skip=5.0), r"model = None: start = 'jump' needs an analytic model"),
+        ("model", dict(start="jump", sigma_skip=5.0, model=other), r"model = 'Gaussian of dimension 12': must have "
+                                                                   r"the dimension C\*H\*W = 16"),
+        ("model", dict(start="noise", sigma_skip=5.0, model=g), r"model = 'Gaussian': must be None for start"),
+        ("generator", dict(start="noise", sigma_skip=5.0, generator=[torch.Generator()]), r"generator = 'a list of "),
+        ("scheduler", dict(scheduler=LMSDiscreteScheduler()), r"scheduler = 'LMSDiscreteScheduler': must be"),
+    ], g, z
+
+
+def test_bad_arguments_are_one_line():
+    calls, g, z = _bad_calls()
+    for name, kwargs, pattern in calls:
+        kwargs = {"nfe": 3, **kwargs}
+        s = kwargs.pop("scheduler", None) or scheduler(kwargs.pop("name", "euler"))
+        with pytest.raises(ArgumentError) as info:
+            sample_budget(OracleUNet(g), s, z, **kwargs)
+        message = str(info.value)
+        assert info.value.name == name and "\n" not in message, message
+        assert message.startswith(f"{name} = ") and re.search(pattern, message), message
+    with pytest.raises(ArgumentError, match=r"^scheduler = 'lms': must be one of ddim, ddpm"):
+        steps_for_nfe("lms", 3)
+    with pytest.raises(ArgumentError, match=r"^batch_size = 0: must be an integer >= 1"):
+        sample_budget_seeded(OracleUNet(g), scheduler("ddpm"), [1], shape=SHAPE, nfe=3, batch_size=0)
+    with pytest.raises(ArgumentError, match=r"^sigma_skip = 1000.0"):  # checked before any batch
+        sample_budget_seeded(OracleUNet(g), scheduler("ddpm"), [1], shape=SHAPE, nfe=3, start="noise",
+                             sigma_skip=1000.0)
+
+
+# --- per-image seeds, conversions ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ddpm", "heun", "dpmsolver"])
+@pytest.mark.parametrize("start", ["plain", "jump", "noise"])
+def test_seeded_does_not_depend_on_batching(name, start):
+    g = small_gaussian()
+    kwargs = dict(shape=SHAPE, nfe=5, start=start, sigma_skip=None if start == "plain" else 4.0,
+                  model=g if start == "jump" else None)
+    whole = sample_budget_seeded(OracleUNet(g), scheduler(name), range(10, 17), batch_size=7, **kwargs)
+    assert whole.shape == (7, *SHAPE) and whole.dtype == torch.float32 and whole.device.type == "cpu"
+    torch.testing.assert_close(sample_budget_seeded(OracleUNet(g), scheduler(name), range(10, 17), batch_size=3,
+                                                    **kwargs), whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sample_budget_seeded(OracleUNet(g), scheduler(name), [12, 13, 14], batch_size=1,
+                                                    **kwargs), whole[2:5], rtol=0, atol=1e-6)
+    assert not torch.allclose(whole[0], whole[1])
+
+
+def test_conversions_are_the_named_ones(monkeypatch):
+    """VP schedulers convert with hls.gaussian's vp_to_ve / ve_to_vp; euler / heun hold the VE sample throughout."""
+    calls = []
+    for fn in ("vp_to_ve", "ve_to_vp"):
+        original = getattr(budget, fn)
+        monkeypatch.setattr(budget, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
+    g = small_gaussian()
+    for name in SCHEDULERS:
+        for start, expected in (("jump", ["vp_to_ve", "ve_to_vp"]), ("noise", ["ve_to_vp"])):
+            calls.clear()
+            sample_budget(OracleUNet(g), scheduler(name), noise(1), nfe=3, start=start, sigma_skip=2.0,
+                          model=g if start == "jump" else None)
+            assert calls == ([] if name in VE_SAMPLE else expected), (name, start)
