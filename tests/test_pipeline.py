@@ -23,7 +23,7 @@ TINY = {
     "sampler": {"scheduler": "ddim", "steps": 4, "n": 8, "batch_size": 4},
     "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
     "fid_ref": {"split": "test", "n": 16},
-    "fid": {"weights": "tf-fid-helper", "batch_size": 8},
+    "fid": {"weights": "tf-fid-helper", "backend": "fp32", "batch_size": 8},
     "score_error": {"n": 4, "n_sigmas": 3, "space": "score", "threshold": 0.999, "lowrank": 4, "gmm_k": 2,
                     "delta_n": 32},
 }
