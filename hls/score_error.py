@@ -261,16 +261,6 @@ def predicted_skip(sigmas_of_steps, sigma_star: float | None) -> int:
     return int((landing >= sigma_star).sum())
 
 
-def free_skip(fids: dict[int, float], tolerance: float) -> int | None:
-    """The largest skip whose FID is within ``tolerance`` (relative) of skip 0's: ``{skip: fid}`` -> skip.
-
-    None without skip 0. The measured counterpart of ``predicted_skip``.
-    """
-    if 0 not in fids:
-        return None
-    return max(k for k, fid in fids.items() if fid <= (1 + tolerance) * fids[0])
-
-
 # the figure
 
 

@@ -75,6 +75,7 @@ RULES = {
                              "must be a relative FID tolerance in [0, 1)"),
     "fid_ref.n": _integer(2),
     "fid.batch_size": _integer(1),
+    "fid.bootstrap": _integer(10),
     "score_error.n": _integer(2),
     "score_error.n_sigmas": _integer(2),
     "score_error.threshold": _rule(lambda v, p: isinstance(v, float) and 0 < v < 1, "must be in (0, 1)"),
@@ -109,14 +110,16 @@ def validate(p: dict, *keys: str, choices: dict | None = None) -> None:
 
 
 @contextlib.contextmanager
-def params_errors(p: dict, **keys: str):
-    """Turn a library ``ArgumentError`` for argument ``name`` into the one-line error for its key ``keys[name]``."""
+def params_errors(p: dict, **keys):
+    """Turn a library ``ArgumentError`` for argument ``name`` into the one-line error for its key ``keys[name]``, or
+    for ``(key, value)`` when the argument is one item of a list parameter."""
     try:
         yield
     except ArgumentError as err:
         if err.name not in keys:
             raise
-        fail(keys[err.name], value(p, keys[err.name]), err.allowed)
+        key, bad = keys[err.name] if isinstance(keys[err.name], tuple) else (keys[err.name], value(p, keys[err.name]))
+        fail(key, bad, err.allowed)
 
 
 def device(name: str) -> torch.device:

@@ -23,7 +23,8 @@ TINY = {
     "sampler": {"scheduler": "ddim", "steps": 4, "n": 8, "batch_size": 4},
     "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
     "fid_ref": {"split": "test", "n": 16},
-    "fid": {"weights": "tf-fid-helper", "backend": "fp32", "batch_size": 8},
+    "study": {"schedulers": ["ddim"], "nfe": [2], "sigmas": [5], "controls": ["noise"], "control_sigmas": [5]},
+    "fid": {"weights": "tf-fid-helper", "backend": "folded", "bootstrap": 20, "batch_size": 8},
     "score_error": {"n": 4, "n_sigmas": 3, "space": "score", "threshold": 0.999, "lowrank": 4, "gmm_k": 2,
                     "delta_n": 32},
 }
@@ -73,14 +74,23 @@ def repo(tmp_path_factory):
 def test_repro_runs_every_stage_then_nothing(repo):
     first = run(repo, sys.executable, "-m", "dvc", "repro")
     assert ran(first.stdout) >= {"data", "gaussian", "train", "fid_ref", "fid_floor", "sample", "fid", "sweep@0",
-                                 "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate"}
+                                 "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate",
+                                 "study_plain@ddim-2", "study_jump@ddim-2-5", "study_control@ddim-2-noise-5",
+                                 "study_fid_plain@ddim-2", "study_fid_jump@ddim-2-5", "study_fid_control@ddim-2-noise-5",
+                                 "pareto"}
     fid = json.loads((repo / "metrics/fid.json").read_text())
     assert fid["skip"] == 1 and fid["nfe"] == 3 and fid["n_samples"] == 8 and fid["fid"] > 0
     table = (repo / "plots/fid_vs_skip.csv").read_text().splitlines()
     assert table[0].startswith("skip,sigma_skip,steps,nfe,fid") and len(table) == 3
     sweep = json.loads((repo / "metrics/sweep.json").read_text())
     assert {"free_skip", "nfe_saved", "predicted_skip", "fid_floor"} <= sweep.keys()
-    for image in ("fid_vs_skip.png", "samples.png", "score_error.png"):
+    assert fid["fid_low"] < fid["fid"] < fid["fid_high"] and fid["bootstrap"] == 20
+    pareto = pd.read_csv(repo / "plots/pareto.csv")
+    assert list(pareto.start) == ["plain", "gaussian", "noise"] and (pareto.nfe == 2).all() and (pareto.n == 8).all()
+    assert (pareto.ci_low < pareto.fid).all() and pareto.verdict[1:].isin(["gain", "tie", "loss"]).all()
+    summary = json.loads((repo / "metrics/pareto.json").read_text())
+    assert summary["schedulers"]["ddim"]["nfe"]["2"]["best"]["sigma_skip"] == 5
+    for image in ("fid_vs_skip.png", "samples.png", "score_error.png", "pareto.png"):
         assert (repo / "plots" / image).read_bytes()[:4] == b"\x89PNG"
     assert ran(run(repo, sys.executable, "-m", "dvc", "repro").stdout) == set()
     run(repo, "git", "add", "-A")
@@ -116,6 +126,12 @@ def test_adding_a_sweep_value_runs_only_that_item(repo):
     assert ran(out.stdout) == {"sweep@3", "sweep_fid@3", "aggregate"}
 
 
+def test_adding_a_landing_sigma_runs_only_the_new_cells(repo):
+    out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "study.sigmas=[5,2]")
+    assert ran(out.stdout) == {"study_jump@ddim-2-2", "study_fid_jump@ddim-2-2", "pareto"}
+    assert set(pd.read_csv(repo / "plots/pareto.csv").sigma_skip.dropna()) == {2, 5}
+
+
 def test_changing_steps_invalidates_sampling_only(repo):
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
     set_params(repo, sampler={**TINY["sampler"], "steps": 5})
@@ -134,6 +150,7 @@ def test_fresh_clone_does_not_retrain(repo, tmp_path):
 
 SAMPLE = "sample.py data/dataset/test_images.npy data/gaussian.safetensors data/bad"
 TRAIN = "train.py data/dataset/train_images.npy models/bad --loss plots/bad.csv --metrics plots/bad.json"
+STUDY = "study.py data/dataset/test_images.npy data/gaussian.safetensors data/bad"
 
 
 @pytest.mark.parametrize(("stage", "changes", "message"), [
@@ -152,6 +169,13 @@ TRAIN = "train.py data/dataset/train_images.npy models/bad --loss plots/bad.csv 
      "sweep.skips = [2, 3]: must be a list of distinct integers in [0, sampler.steps = 4) that includes 0"),
     ("fid_ref.py data/dataset/test_images.npy data/bad", {"fid_ref": {"split": "test", "n": 100000}},
      "fid_ref.n = 100000: must be <= 48, the number of test images"),
+    (f"{STUDY} --scheduler heun --nfe 4", {}, "study.nfe = 4: heun spends 2 * steps - 1 evaluations, so only odd "
+                                              "budgets are reachable: the nearest are 3 and 5"),
+    (f"{STUDY} --scheduler plms --nfe 4", {}, "study.schedulers = 'plms': must be one of ddim, ddpm, euler"),
+    (f"{STUDY} --scheduler euler --nfe 4 --start gaussian --sigma-skip 500", {},
+     "study.sigmas = 500.0: must be a number with sigma_min = "),
+    (f"{STUDY} --scheduler euler --nfe 4 --start cold --sigma-skip 5", {},
+     "study.controls = 'cold': each must be one of isotropic, mean, noise"),
     (TRAIN, {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
     (TRAIN, {"train": {**TINY["train"], "unet": {**TINY["train"]["unet"], "block_out_channels": []}}},
      "train.unet.block_out_channels = []: must be a non-empty list of positive integers"),

@@ -20,7 +20,6 @@ from hls.score_error import (  # noqa: E402
     COLUMNS,
     approximations,
     critical_sigma,
-    free_skip,
     image_noise,
     plot,
     predicted_skip,
@@ -249,11 +248,3 @@ def test_plot_writes_a_png(data, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 6
     assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == set(APPROXIMATIONS[:3])
-
-
-def test_free_skip_is_the_largest_skip_within_tolerance_of_skip_0():
-    assert free_skip({0: 40.0, 10: 40.3, 20: 41.0, 30: 60.0}, 0.01) == 10
-    assert free_skip({0: 40.0, 10: 40.3, 20: 41.0, 30: 60.0}, 0.03) == 20
-    assert free_skip({0: 40.0, 10: 45.0, 20: 39.0}, 0.01) == 20  # a better FID past a worse one counts
-    assert free_skip({0: 40.0, 10: 50.0}, 0.0) == 0
-    assert free_skip({10: 40.0}, 0.5) is None
