@@ -2,7 +2,7 @@
 EMA snapshots). Run by hand after the experiments; it is no dvc.yaml stage because its inputs are experiments, not
 files::
 
-    dvc exp run -n ckpt-470 -S model.source=models/fashion_mnist-ddpm/snapshots/step-000470
+    dvc exp run -n ckpt-470 -S model.source=models/fashion_mnist-ddpm/snapshots/step-000470 aggregate
     python stages/checkpoints.py ckpt-470 ... HEAD --table plots/checkpoints.csv --figure plots/checkpoints.png
 
 Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.csv``, ``metrics/sweep.json`` and
@@ -28,7 +28,8 @@ import yaml  # noqa: E402
 
 from common import atomic_path  # noqa: E402
 
-COLUMNS = ["step", "epochs", "skip", "sigma_skip", "nfe", "fid", "fid_baseline_same_nfe", "gaussian_ev_score",
+COLUMNS = ["step", "epochs", "skip", "sigma_skip", "nfe", "fid", "fid_low", "fid_high", "fid_baseline_same_nfe",
+           "fid_baseline_same_nfe_low", "fid_baseline_same_nfe_high", "verdict_vs_same_nfe", "gaussian_ev_score",
            "free_skip", "predicted_skip", "sigma_star", "model"]
 
 
@@ -58,6 +59,8 @@ def records(rev: str) -> pd.DataFrame:
     ev = ev.sort_values("sigma")
     # the Gaussian's score-space explained variance where the teleport lands, interpolated in log sigma
     table["gaussian_ev_score"] = np.interp(np.log(table.sigma_skip), np.log(ev.sigma), ev.value)
+    # teleport vs the plain sampler at the same NFE, from the paired interval (aggregate's metrics)
+    table["verdict_vs_same_nfe"] = table.skip.map(lambda k: sweep["vs_same_nfe"].get(str(k), {}).get("verdict"))
     return table.assign(step=step, epochs=round(step * train["epochs"] / train["steps"], 2), model=source,
                         free_skip=sweep["free_skip"], predicted_skip=sweep["predicted_skip"],
                         sigma_star=sweep["sigma_star"])[COLUMNS]
