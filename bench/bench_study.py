@@ -33,7 +33,8 @@ def cell(unet, scheduler, model, args, nfe: int, start: str, sigma_skip) -> dict
     """Seconds of each part of one cell."""
     seconds = {}
     begin = time.perf_counter()
-    x = sample_budget_seeded(unet, scheduler, range(args.n), shape=(1, 28, 28), nfe=nfe, start=start,
+    h, w, c = args.image_shape
+    x = sample_budget_seeded(unet, scheduler, range(args.n), shape=(c, h, w), nfe=nfe, start=start,
                              sigma_skip=sigma_skip, model=model, batch_size=args.batch_size)
     seconds["sampling"] = time.perf_counter() - begin
     begin = time.perf_counter()
@@ -66,18 +67,22 @@ def main():
     parser.add_argument("--backend", default="folded", help="Inception backend (params: fid.backend)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (params: fid.bootstrap)")
     parser.add_argument("--model", default="models/fashion_mnist-ddpm")
+    parser.add_argument("--images", default="data/dataset/test_images.npy", help="real images: their shape is used")
     parser.add_argument("--gaussian", default="data/gaussian.safetensors")
     parser.add_argument("--ref", default="data/fid_ref.safetensors")
     args = parser.parse_args()
     args.net, args.ref = inception(backend=args.backend), load_stats(args.ref)
+    args.image_shape = np.load(args.images, mmap_mode="r").shape[1:]  # [H, W, C]
     gaussian = Gaussian.load(args.gaussian)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; n = {args.n}; process start-up (imports) "
           f"{startup():.1f} s per stage, two stages per cell")
+    unet, scheduler = load_sampler(args.model, "ddim", args.image_shape, 2)
+    cell(unet, scheduler, None, argparse.Namespace(**{**vars(args), "n": 4}), 2, "plain", None)  # warm-up, untimed
     print("| scheduler | nfe | start | total s | " + " | ".join(f"{p} s (share, img/s)" for p in ORDER) + " |")
     print("|---|---|---|---|" + "---|" * len(ORDER))
     for name in args.schedulers:
         for nfe in args.nfe:
-            unet, scheduler = load_sampler(args.model, name, (28, 28, 1), steps_for_nfe(name, nfe))
+            unet, scheduler = load_sampler(args.model, name, args.image_shape, steps_for_nfe(name, nfe))
             for study_start in args.starts:
                 start, model = start_model(study_start, gaussian)
                 seconds = cell(unet, scheduler, model, args, nfe, start,

@@ -90,8 +90,8 @@ def inception(weights: str = "tf-fid-helper", backend: str = "fp32") -> torch.nn
     pytorch-fid's own file, which must already be in the torch hub cache.
     ``backend`` (``BACKENDS``; both are pytorch-fid's module, float32, any device, with its preprocessing: the bilinear
     resize to 299 x 299 inside the network): ``"fp32"`` as pytorch-fid builds it, the protocol; ``"folded"`` with each
-    BatchNorm folded into its convolution (``fold_batchnorm``): features equal to ~3e-5, FIDs to ~2e-7 relative,
-    1.05-1.2x the images/s on a 2-core CPU (bench/bench_fid.py).
+    BatchNorm folded into its convolution (``fold_batchnorm``): features equal to ~1e-5, FIDs to ~4e-8 relative,
+    1.1x the images/s on a 2-core CPU (bench/bench_fid.py).
     """
     if weights not in WEIGHTS:
         raise ValueError(f"fid weights {weights!r} unknown; allowed: {', '.join(WEIGHTS)}")

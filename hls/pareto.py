@@ -93,7 +93,7 @@ def figure(table: pd.DataFrame, floor: float | None = None, path=None):
     PNG at ``path`` when given. Returns the Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    from matplotlib.ticker import NullLocator, ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
     schedulers = sorted(table.scheduler.unique())
     starts = [s for s in ("plain", "gaussian", "isotropic", "mean", "noise") if s in set(table.start)]
@@ -119,8 +119,9 @@ def figure(table: pd.DataFrame, floor: float | None = None, path=None):
         ax.set(xscale="log", yscale="log", xlabel="NFE (UNet evaluations)", title=scheduler)
         ax.set_xticks(sorted(rows.nfe.unique()), [str(n) for n in sorted(rows.nfe.unique())])
         ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
     axes[0][0].set_ylabel("FID (95 % bootstrap interval)")
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()

@@ -426,3 +426,16 @@ def test_conversions_are_the_named_ones(monkeypatch):
             sample_budget(OracleUNet(g), scheduler(name), noise(1), nfe=3, start=start, sigma_skip=2.0,
                           model=g if start == "jump" else None)
             assert calls == ([] if name in VE_SAMPLE else expected), (name, start)
+
+
+def test_start_model_maps_the_study_starts():
+    g = Gaussian.fit(torch.randn(50, 6, dtype=torch.float64) * torch.arange(1, 7))
+    assert budget.start_model("plain", g) == ("plain", None) and budget.start_model("noise", g) == ("noise", None)
+    assert budget.start_model("gaussian", g) == ("jump", g)
+    start, iso = budget.start_model("isotropic", g)
+    assert start == "jump" and torch.allclose(iso.eigvals, g.eigvals.mean().expand(6))
+    start, point = budget.start_model("mean", g)
+    x = torch.randn(3, 6, dtype=torch.float64)
+    torch.testing.assert_close(point.teleport(x, 80.0, 5.0), g.mean + (5.0 / 80.0) * (x - g.mean))  # the map
+    with pytest.raises(ArgumentError, match="start = 'jump': must be one of plain, noise, gaussian"):
+        budget.start_model("jump", g)

@@ -42,7 +42,7 @@ def test_against_plain_pairs_each_cell_with_its_budget():
     assert list(table.columns) == COLUMNS and len(table) == len(df)
     assert list(table.start[:4]) == ["plain", "gaussian", "gaussian", "noise"] and table.scheduler.iloc[0] == "ddim"
     assert table[table.start == "plain"].ratio.isna().all()
-    row = table[(table.scheduler == "euler") & (table.nfe == 5) & (table.sigma_skip == 10) & (table.start == "gaussian")]
+    row = table.query("scheduler == 'euler' and nfe == 5 and sigma_skip == 10 and start == 'gaussian'")
     i, j = row.index[0], df[(df.scheduler == "euler") & (df.nfe == 5) & (df.start == "plain")].index[0]
     expected = compare(df.fid[i], reps[i], df.fid[j], reps[j])
     assert row.ratio.iloc[0] == pytest.approx(40 / 60) and row.ratio_low.iloc[0] == expected["ratio_low"]

@@ -76,8 +76,8 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert ran(first.stdout) >= {"data", "gaussian", "train", "fid_ref", "fid_floor", "sample", "fid", "sweep@0",
                                  "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate",
                                  "study_plain@ddim-2", "study_jump@ddim-2-5", "study_control@ddim-2-noise-5",
-                                 "study_fid_plain@ddim-2", "study_fid_jump@ddim-2-5", "study_fid_control@ddim-2-noise-5",
-                                 "pareto"}
+                                 "study_fid_plain@ddim-2", "study_fid_jump@ddim-2-5",
+                                 "study_fid_control@ddim-2-noise-5", "pareto"}
     fid = json.loads((repo / "metrics/fid.json").read_text())
     assert fid["skip"] == 1 and fid["nfe"] == 3 and fid["n_samples"] == 8 and fid["fid"] > 0
     table = (repo / "plots/fid_vs_skip.csv").read_text().splitlines()

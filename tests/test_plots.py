@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "stages"))
 from plots_template import VEGA_LITE_MAJOR, vega_lite_version  # noqa: E402
 
 SIGMAS = [0.01, 0.1, 1.0, 10.0, 100.0]
-VEGA_DIVS = {"FID_vs_NFE", "Score_approximation", "Equal-NFE_study", "plots_train_loss_csv"}
+VEGA_DIVS = {"FID_vs_NFE", "Score_approximation", "Equal-NFE_study", "Equal-NFE_study_full_grid",
+             "plots_train_loss_csv"}
 
 
 def run(cwd, *args):
@@ -76,12 +77,15 @@ def write_plots(repo: Path, scale: float):
         {"skip": skip, "sigma_skip": 100.0 / (skip + 1), "steps": 10, "nfe": 10 - skip, "fid": scale * (40 + skip ** 2),
          "baseline_steps": 10 - skip, "baseline_nfe": 10 - skip, "fid_baseline_same_nfe": 41 + skip}
         for skip in (0, 2, 4)])
-    write_csv(repo / "plots/pareto.csv", [
+    study = [
         {"scheduler": scheduler, "nfe": nfe, "sigma_skip": sigma, "start": start, "fid": scale * fid,
          "ci_low": scale * fid - 2, "ci_high": scale * fid + 2, "n": 500, "landing_sigma": sigma or 157.0,
          "ratio": "", "ratio_low": "", "ratio_high": "", "verdict": ""}
         for scheduler in ("ddim", "euler") for nfe in (5, 10)
-        for start, sigma, fid in (("plain", "", 200 / nfe), ("gaussian", 10.0, 150 / nfe), ("noise", 10.0, 300 / nfe))])
+        for start, sigma, fid in (("plain", "", 200 / nfe), ("gaussian", 10.0, 150 / nfe), ("noise", 10.0, 300 / nfe))]
+    for path in ("plots/pareto.csv", "plots/study_full/pareto.csv"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        write_csv(repo / path, study)
     write_csv(repo / "plots/train_loss.csv", [{"step": step, "loss": scale / (step + 1)} for step in range(5)])
 
 
@@ -95,7 +99,7 @@ def repo(tmp_path_factory):
         (repo / dep).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / dep, repo / dep)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    for name in ["samples.png", "fid_vs_skip.png", "score_error.png", "pareto.png",
+    for name in ["samples.png", "fid_vs_skip.png", "score_error.png", "pareto.png", "study_full/pareto.png",
                  *[f"sweep_samples/skip-{k}.png" for k in params["sweep"]["skips"]]]:
         write_png(repo / "plots" / name)
     write_plots(repo, scale=1.0)
@@ -195,4 +199,4 @@ def test_views_render_in_headless_chromium(repo):
     if not html.exists():
         page(repo, "show")
     out = run(repo, sys.executable, ROOT / "bench/check_plots_browser.py", html)
-    assert "OK: 4 vega views rendered offline" in out.stdout, out.stdout
+    assert "OK: 5 vega views rendered offline" in out.stdout, out.stdout
