@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
-from common import atomic_path, load_params, validate, write_json  # noqa: E402
+from common import atomic_path, load_params, summary_outputs, validate, write_json  # noqa: E402
 from hls.study import compare, free_skip  # noqa: E402
 
 COLUMNS = ["skip", "sigma_skip", "steps", "nfe", "fid", "fid_low", "fid_high", "baseline_steps", "baseline_nfe",
@@ -48,11 +48,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("sweep_fid", type=Path, help="folder of skip-K.json records and skip-K.safetensors replicates "
                                                      "(stages/fid.py)")
-    parser.add_argument("floor", type=Path, help="the FID floor record (stages/fid_floor.py)")
-    parser.add_argument("prediction", type=Path, help="the score-error record (stages/score_error.py)")
-    parser.add_argument("--table", type=Path, required=True, help="CSV to write")
-    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="JSON summary to write")
+    summary_outputs(parser)
     args = parser.parse_args()
     p = load_params()
     validate(p, "sweep.skips", "sweep.tolerance")

@@ -92,6 +92,16 @@ RULES = {
 }
 
 
+def summary_outputs(parser) -> None:
+    """The summary stages' inputs beside their records and their three outputs: floor, prediction, --table,
+    --figure, --metrics (aggregate, pareto)."""
+    parser.add_argument("floor", type=Path, help="the FID floor record (stages/fid_floor.py)")
+    parser.add_argument("prediction", type=Path, help="the score-error record (stages/score_error.py)")
+    parser.add_argument("--table", type=Path, required=True, help="CSV to write")
+    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON summary to write")
+
+
 def value(p: dict, key: str):
     """``p["a"]["b"]`` for ``key = "a.b"``."""
     for part in key.split("."):

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
-from common import atomic_path, fail, load_params, write_json  # noqa: E402
+from common import atomic_path, fail, load_params, summary_outputs, write_json  # noqa: E402
 from hls.pareto import against_plain, figure, summary  # noqa: E402
 
 
@@ -28,11 +28,7 @@ def cells(p: dict) -> list[str]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("study_fid", type=Path, help="folder of <cell>.json records and <cell>.safetensors replicates")
-    parser.add_argument("floor", type=Path, help="the FID floor record (stages/fid_floor.py)")
-    parser.add_argument("prediction", type=Path, help="the score-error record (stages/score_error.py)")
-    parser.add_argument("--table", type=Path, required=True, help="CSV to write")
-    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--metrics", type=Path, required=True, help="JSON summary to write")
+    summary_outputs(parser)
     args = parser.parse_args()
     p = load_params()
     names = cells(p)
