@@ -3,6 +3,9 @@
 1. Sampler throughput with skip=0 vs diffusers' DDIMPipeline on the same model and noise (goal: >= 1.0x).
 2. Wall time of the teleport (as ``sample`` runs it, VP<->VE conversions included) vs one UNet evaluation, same batch
    (goal: < 1).
+3. With ``--layouts MODEL``: that model's UNet images/s at several batch sizes with contiguous and with channels-last
+   weights (``hls.models.load_unet``'s choice), relative to contiguous at the largest batch (what picks
+   ``sampler.batch_size``).
 
 The default model is a randomly initialised UNet2DModel with google/ddpm-cifar10-32's architecture (35.7M parameters,
 32 x 32 x 3, D = 3072) and that model's scheduler config; the flags shrink it for a quick run, e.g.
@@ -69,6 +72,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
     parser.add_argument("--teleport-batch", type=int, default=256, help="batch of the teleport vs UNet comparison")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median reported, after one warm-up)")
+    parser.add_argument("--layouts", help="a model folder for part 3, e.g. models/fashion_mnist-ddpm")
+    parser.add_argument("--layout-batches", type=lambda s: [int(b) for b in s.split(",")], default=[25, 50, 100, 250])
     args = parser.parse_args()
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -118,6 +123,28 @@ def main() -> None:
     t_tel, t_unet = statistics.median(teleport), statistics.median(unet_eval)
     print(f"[2] batch {args.teleport_batch}, D = {d}: teleport {t_tel * 1e3:.2f} ms (float64), one UNet evaluation "
           f"{t_unet * 1e3:.2f} ms ({unet.dtype}) -> ratio teleport/UNet {t_tel / t_unet:.4f} (goal < 1)")
+    if args.layouts:
+        layouts(args, device)
+
+
+def layouts(args, device) -> None:
+    """Part 3: images/s of a model's UNet by batch size and weight memory format, one evaluation at t = 500."""
+    model = UNet2DModel.from_pretrained(args.layouts, subfolder="unet").eval().to(device)
+    config = model.config
+    t = torch.tensor(500, device=device)
+    rates = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = model.to(memory_format=layout)
+        for batch in args.layout_batches:
+            x = torch.randn((batch, config.in_channels, config.sample_size, config.sample_size)).to(device)
+            with torch.inference_mode():
+                seconds = [timed(lambda m=model, x=x: m(x, t), device) for _ in range(args.repeats + 1)][1:]
+            rates[layout, batch] = batch / statistics.median(seconds)
+    reference = rates[torch.contiguous_format, max(args.layout_batches)]
+    print(f"[3] {args.layouts}: UNet images/s (ratio to contiguous weights at batch {max(args.layout_batches)})")
+    for (layout, batch), rate in rates.items():
+        name = "channels-last" if layout == torch.channels_last else "contiguous"
+        print(f"    {name:13s} batch {batch:4d}: {rate:7.0f} images/s ({rate / reference:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,96 +1,69 @@
-"""Wall time of one equal-NFE study cell and its share in sampling, Inception and the bootstrap, per scheduler.
+"""Wall time of equal-NFE study cells as DVC runs them, against the sampling and Inception time inside them.
 
-    python bench/bench_study.py                               # 100 images, 10 NFE, plain and gaussian@10
-    python bench/bench_study.py --n 500 --nfe 5,21 --schedulers ddim,euler,heun,dpmsolver,unipc
+    python bench/bench_study.py                                  # after dvc repro (the data, the fitted models)
+    python bench/bench_study.py --cells dpmsolver-default:5:plain heun-default:21:gaussian:10 --n 500
 
-A cell is what the stages study_* + study_fid_* do, without process start-up (measured once, below): sample
-``--n`` images with ``hls.budget.sample_budget_seeded`` at ``--batch-size``, their Inception features
-(``hls.fid.activations``, backend ``--backend``), their FID and ``--bootstrap`` replicates. Needs the default pipeline's
-data (``dvc repro gaussian fid_ref``) and the bundled model. Prints images/s of each part, so the time of a grid at
-another n (for example 50 000 images per cell on GPUs) follows from it.
+Each cell is ``stages/cell.py`` (``stages/cell_mixture.py`` for a mixture start) started as its stage starts it, in a
+fresh interpreter, writing to a temporary folder. Its wall time includes the interpreter start-up and imports, loading
+the model and the Inception network, the bootstrap and the writes; the cell prints its own sampling and Inception
+seconds. The overhead ratio is wall / (sampling + Inception), per cell.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+import yaml
 
-from hls.budget import sample_budget_seeded, start_model, steps_for_nfe
-from hls.data import to_uint8
-from hls.fid import activations, bootstrap_indices, fid_replicates, frechet_distance, inception, load_stats
-from hls.gaussian import Gaussian
-from hls.models import load_sampler
+from hls.mixture import MIXTURES
 
-ORDER = ("sampling", "inception", "bootstrap")
+CELLS = ["dpmsolver-default:5:plain", "dpmsolver-default:5:gaussian:10", "ddim-default:21:gaussian:20",
+         "heun-default:11:noise:10", "dpmsolver-default:7:gmm_kmeans:5"]
 
 
-def cell(unet, scheduler, model, args, nfe: int, start: str, sigma_skip) -> dict:
-    """Seconds of each part of one cell."""
-    seconds = {}
+def run_cell(spec: str, grid: Path, out: Path) -> tuple[float, dict, dict]:
+    """(wall seconds, the cell's timing line, its record) of one cell ``sampler:nfe:start[:sigma]``."""
+    sampler, nfe, start, *sigma = spec.split(":")
+    script = "stages/cell_mixture.py" if start in MIXTURES else "stages/cell.py"
+    model = f"data/mixtures/{start}.safetensors" if start in MIXTURES else "data/gaussian.safetensors"
+    command = [sys.executable, script, "data/dataset/test_images.npy", "data/fid_ref.safetensors",
+               str(out / "cell.json"), "--replicates", str(out / "cell.safetensors"), "--sampler", sampler,
+               "--nfe", nfe, "--start", start, "--grid", str(grid), "--model", model]
+    if sigma:
+        command += ["--sigma-skip", sigma[0]]
     begin = time.perf_counter()
-    h, w, c = args.image_shape
-    x = sample_budget_seeded(unet, scheduler, range(args.n), shape=(c, h, w), nfe=nfe, start=start,
-                             sigma_skip=sigma_skip, model=model, batch_size=args.batch_size)
-    seconds["sampling"] = time.perf_counter() - begin
-    begin = time.perf_counter()
-    features = activations(to_uint8(x), args.net, batch_size=args.fid_batch_size)
-    seconds["inception"] = time.perf_counter() - begin
-    begin = time.perf_counter()
-    frechet_distance(features.mean(axis=0), np.cov(features, rowvar=False), *args.ref)
-    fid_replicates(features, *args.ref, bootstrap_indices(args.n, args.bootstrap))
-    seconds["bootstrap"] = time.perf_counter() - begin
-    return seconds
-
-
-def startup() -> float:
-    """Seconds for a fresh interpreter to import what a study stage imports."""
-    begin = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import hls.budget, hls.fid, hls.models, hls.study"], check=True)
-    return time.perf_counter() - begin
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - begin
+    if done.returncode != 0:
+        sys.exit(f"{spec}: {done.stderr.strip().splitlines()[-1]}")
+    timing = next(json.loads(line.split(":", 1)[1]) for line in done.stdout.splitlines() if line.startswith("timing:"))
+    return wall, timing, json.loads((out / "cell.json").read_text())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schedulers", type=lambda s: s.split(","), default=["ddim", "euler", "heun", "dpmsolver",
-                                                                              "unipc"])
-    parser.add_argument("--nfe", type=lambda s: [int(x) for x in s.split(",")], default=[9])
-    parser.add_argument("--starts", type=lambda s: s.split(","), default=["plain", "gaussian"])
-    parser.add_argument("--sigma-skip", type=float, default=10.0, help="landing sigma of non-plain starts")
-    parser.add_argument("--n", type=int, default=100, help="images per cell")
-    parser.add_argument("--batch-size", type=int, default=250, help="UNet batch (params: sampler.batch_size)")
-    parser.add_argument("--fid-batch-size", type=int, default=10, help="Inception batch (params: fid.batch_size)")
-    parser.add_argument("--backend", default="folded", help="Inception backend (params: fid.backend)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (params: fid.bootstrap)")
-    parser.add_argument("--model", default="models/fashion_mnist-ddpm")
-    parser.add_argument("--images", default="data/dataset/test_images.npy", help="real images: their shape is used")
-    parser.add_argument("--gaussian", default="data/gaussian.safetensors")
-    parser.add_argument("--ref", default="data/fid_ref.safetensors")
+    parser.add_argument("--cells", nargs="+", default=CELLS, help="sampler:nfe:start[:sigma] each")
+    parser.add_argument("--n", type=int, default=250, help="images per cell (the study's study.n)")
     args = parser.parse_args()
-    args.net, args.ref = inception(backend=args.backend), load_stats(args.ref)
-    args.image_shape = np.load(args.images, mmap_mode="r").shape[1:]  # [H, W, C]
-    gaussian = Gaussian.load(args.gaussian)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; n = {args.n}; process start-up (imports) "
-          f"{startup():.1f} s per stage, two stages per cell")
-    unet, scheduler = load_sampler(args.model, "ddim", args.image_shape, 2)
-    cell(unet, scheduler, None, argparse.Namespace(**{**vars(args), "n": 4}), 2, "plain", None)  # warm-up, untimed
-    print("| scheduler | nfe | start | total s | " + " | ".join(f"{p} s (share, img/s)" for p in ORDER) + " |")
-    print("|---|---|---|---|" + "---|" * len(ORDER))
-    for name in args.schedulers:
-        for nfe in args.nfe:
-            unet, scheduler = load_sampler(args.model, name, args.image_shape, steps_for_nfe(name, nfe))
-            for study_start in args.starts:
-                start, model = start_model(study_start, gaussian)
-                seconds = cell(unet, scheduler, model, args, nfe, start,
-                               None if start == "plain" else args.sigma_skip)
-                total = sum(seconds.values())
-                parts = " | ".join(f"{seconds[p]:.1f} ({seconds[p] / total:.0%}, {args.n / seconds[p]:.0f})"
-                                   for p in ORDER)
-                print(f"| {name} | {nfe} | {study_start} | {total:.1f} | {parts} |", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = Path(tmp) / "grid.yaml"
+        grid.write_text(yaml.safe_dump({"study": {"n": args.n}}))
+        print(f"n = {args.n} images per cell; seconds")
+        print("| cell | wall | sampling | Inception | bootstrap | rest | overhead ratio | jump cost (UNet evals) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for spec in args.cells:
+            wall, timing, record = run_cell(spec, grid, Path(tmp))
+            work = timing["sampling"] + timing["inception"]
+            rest = wall - work - timing["bootstrap"]
+            print(f"| {spec} | {wall:.1f} | {timing['sampling']:.1f} | {timing['inception']:.1f} | "
+                  f"{timing['bootstrap']:.1f} | {rest:.1f} | {wall / work:.2f} | {record['jump_cost']:g} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

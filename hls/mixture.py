@@ -1,25 +1,7 @@
-"""Analytic models of the data beyond one Gaussian: a Gaussian mixture, the training set as a delta mixture, and a
-low-rank Gaussian, each with the interface of ``hls.gaussian.Gaussian`` (``score``, ``denoise``, ``teleport``,
-``to``, ``dim``, ``save`` / ``load``).
-
-Conventions as in ``hls.gaussian``: VE noise levels (``x = x0 + sigma * eps``), a float or a tensor of B values
-acting row by row; flat vectors ``[B, D]``; all math in float64, inputs of another float dtype returned in their own
-dtype. Scores and denoisers obey Tweedie's formula ``score = (denoise - x) / sigma²``.
-
-Teleport. ``LowRankGaussian.teleport`` is closed form. The mixtures have none: they integrate the probability-flow
-ODE ``dx/dσ = -σ ∇log p_σ(x) = (x - D(x, σ)) / σ`` with their own analytic denoiser D (no network) by classical
-RK4 in ``t = log σ``, in ``n = ceil(|log(σ_to / σ_from)| / max_step)`` equal steps of 4 denoiser calls each (n is
-shared by the batch; rows do not otherwise interact). The state is ``y = x / √σ``, so that
-``dy/dt = y / 2 - D(√σ y, σ) / √σ``. Why: along a direction of data variance λ the Gaussian flow scales x - mean by
-``sqrt(λ + σ²)``, a growth rate in [0, 1] per unit of log σ, which this variable centres to [-½, ½]; RK4 follows
-these exponentials with a smaller error than on x (rates up to 1) or on x / σ (down to -1).
-
-Tolerance (errors scale as max_step⁴). With the default ``max_step = 0.1``, relative to the largest entry of the
-result: 1e-7 against scipy's DOP853 at rtol 1e-10 on the tests' small mixtures (σ 80 -> 2, 10 -> 0.05) and against
-the closed form for one component (80 -> 5, 80 -> 0.01). For a 10-component mixture fitted to Fashion-MNIST
-(D = 784; error norm over row norm, against RK4 at max_step 0.02): 1.4e-7 from σ = 80 to 5, 1e-6 from 80 to 0.5 or
-0.01. ``max_step = 0.2`` halves the cost at 16 times the error. Both sigmas must be > 0 (``sigma_to = 0`` is not
-supported: use a small sigma such as 0.002).
+"""Analytic models of the data beyond one Gaussian, on the base of ``hls.analytic``: a Gaussian mixture, the training
+set as a delta mixture, and a low-rank Gaussian. Scores and denoisers obey Tweedie's formula. ``LowRankGaussian``
+jumps in closed form; the mixtures integrate their probability-flow ODE (``hls.analytic.probability_flow``: RK4 in
+log σ with the mixture's own denoiser, no network, errors ~ ``max_step``⁴; both sigmas > 0).
 """
 
 from __future__ import annotations
@@ -27,46 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
-from hls.gaussian import F64, Gaussian, _column
-
-
-def _rows(s: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Rows ``start:stop`` of a ``[B, 1]`` sigma column; a ``[1, 1]`` column applies to every row."""
-    return s if s.shape[0] == 1 else s[start:stop]
-
-
-def _positive(name: str, sigma) -> None:
-    if not bool((torch.as_tensor(sigma) > 0).all()):
-        raise ValueError(f"{name}: noise levels must be > 0, got {sigma}")
-
-
-def _probability_flow(denoise, x: torch.Tensor, sigma_from, sigma_to, max_step: float, progress: bool):
-    """RK4 on y = x / √σ against t = log σ: dy/dt = y / 2 - D(√σ y, σ) / √σ, in equal steps of at most max_step."""
-    _positive("sigma_from", sigma_from)
-    _positive("sigma_to", sigma_to)
-    if not max_step > 0:
-        raise ValueError(f"max_step: {max_step} must be > 0")
-    start = _column(sigma_from, x.device).log()  # [B|1, 1]
-    end = _column(sigma_to, x.device).log()  # [B|1, 1]
-    n = math.ceil(float((end - start).abs().max()) / max_step)
-    h = (end - start) / max(n, 1)  # [B|1, 1]
-
-    def f(y, t):
-        root = (t / 2).exp()  # √σ
-        return y / 2 - denoise(root * y, t.exp()) / root
-
-    y = x.to(F64) / (start / 2).exp()  # [B, D]
-    for i in tqdm(range(n), desc="teleport", unit="step", disable=not progress, leave=False):
-        t = start + i * h
-        k1 = f(y, t)
-        k2 = f(y + h / 2 * k1, t + h / 2)
-        k3 = f(y + h / 2 * k2, t + h / 2)
-        k4 = f(y + h * k3, t + h)
-        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return (y * (end / 2).exp()).to(x.dtype)
+from hls.analytic import F64, AnalyticModel, column_rows, sigma_column
+from hls.gaussian import Gaussian
 
 
 def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int = 4096):
@@ -112,16 +57,17 @@ def _kmeans(x: torch.Tensor, k: int, seed: int, iters: int, chunk: int = 4096) -
     return assign
 
 
-class GaussianMixture:
+class GaussianMixture(AnalyticModel):
     """Σ_k w_k N(means_k, U_k diag(eigvals_k) U_kᵀ) in float64: weights ``[K]``, means ``[K, D]``, eigvals ``[K, D]``
     >= 0, eigvecs ``[K, D, D]`` (orthonormal columns per component).
 
-    ``chunk`` bounds the work arrays: the batch is processed in blocks of rows such that each ``[K, rows, D]``
-    temporary holds at most ``chunk`` numbers (a few such temporaries live at once, besides the eigvecs).
+    ``chunk`` bounds the work arrays: each ``[K, rows, D]`` temporary holds at most ``chunk`` numbers.
     """
 
+    TENSORS = ("means", "weights", "eigvals", "eigvecs")
+
     def __init__(self, weights: torch.Tensor, means: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor,
-                 *, chunk: int = 2**22):
+                 *, chunk: int = 2**22, max_step: float = 0.1):
         self.weights = weights.to(F64)  # [K]
         self.means = means.to(F64)  # [K, D]
         self.eigvals = eigvals.to(F64)  # [K, D]
@@ -141,10 +87,10 @@ class GaussianMixture:
             raise ValueError(f"GaussianMixture: eigvals must be >= 0, min is {float(self.eigvals.min())}")
         if chunk < 1:
             raise ValueError(f"GaussianMixture: chunk = {chunk} must be >= 1")
+        self.max_step = max_step
 
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
+    def options(self) -> dict:
+        return {"chunk": self.chunk, "max_step": self.max_step}
 
     @property
     def components(self) -> int:
@@ -201,24 +147,19 @@ class GaussianMixture:
             raise ValueError(f"k: no cluster of the {k} has 2 or more points")
         return cls._from_groups(groups, sum(len(rows) for rows in groups))
 
-    def to(self, device) -> GaussianMixture:
-        """The same mixture with its tensors on ``device`` (do this once, not per sampler step)."""
-        return GaussianMixture(self.weights.to(device), self.means.to(device), self.eigvals.to(device),
-                               self.eigvecs.to(device), chunk=self.chunk)
-
     def _posterior(self, x: torch.Tensor, sigma, *, denoise: bool) -> torch.Tensor:
         """Σ_k r_k(x) [μ_k +] U_k diag(g_k) U_kᵀ (x - μ_k), g = λ/(λ+σ²) (denoise) or -1/(λ+σ²) (score).
 
         r_k = softmax_k(log w_k - ½ Σ_d c_kd² / (λ_kd + σ²) - ½ Σ_d log(λ_kd + σ²)), c_k = U_kᵀ (x - μ_k).
         """
-        s = _column(sigma, x.device)  # [B|1, 1]
+        s = sigma_column(sigma, x.device)  # [B|1, 1]
         out = torch.empty(x.shape, dtype=F64, device=x.device)  # [B, D]
         rows = max(1, self.chunk // (self.components * self.dim))
         log_w, means, u = self.weights.to(x.device).log(), self.means.to(x.device), self.eigvecs.to(x.device)
         lam = self.eigvals.to(x.device)[:, None, :]  # [K, 1, D]
         for start in range(0, x.shape[0], rows):
             xb = x[start:start + rows].to(F64)  # [b, D]
-            var = lam + _rows(s, start, start + rows).square()  # [K, b|1, D]
+            var = lam + column_rows(s, start, start + rows).square()  # [K, b|1, D]
             coords = (xb - means[:, None, :]) @ u  # [K, b, D] in each component's eigenbasis
             logits = log_w[:, None] - 0.5 * ((coords.square() / var).sum(2) + var.log().sum(2))  # [K, b]
             resp = torch.softmax(logits, dim=0)  # [K, b]
@@ -235,33 +176,20 @@ class GaussianMixture:
         """E[x0 | x] = Σ_k r_k(x) (μ_k + Σ_k (Σ_k + sigma² I)⁻¹ (x - μ_k)) for ``x [B, D]`` -> ``[B, D]``."""
         return self._posterior(x, sigma, denoise=True)
 
-    def teleport(self, x: torch.Tensor, sigma_from, sigma_to, *, max_step: float = 0.1,
-                 progress: bool = False) -> torch.Tensor:
-        """Probability-flow ODE from sigma_from to sigma_to (> 0) for ``x [B, D]`` -> ``[B, D]``: RK4 in log σ."""
-        return _probability_flow(self.denoise, x, sigma_from, sigma_to, max_step, progress)
 
-    def save(self, path) -> None:
-        """Write weights, means, eigvals and eigvecs as safetensors (identical bytes for identical mixtures)."""
-        tensors = {"weights": self.weights, "means": self.means, "eigvals": self.eigvals, "eigvecs": self.eigvecs}
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
-
-    @classmethod
-    def load(cls, path) -> GaussianMixture:
-        t = load_file(str(path))
-        return cls(t["weights"], t["means"], t["eigvals"], t["eigvecs"])
-
-
-class DeltaMixture:
+class DeltaMixture(AnalyticModel):
     """The empirical distribution (1/N) Σ_n δ(x0 - points_n), ``points [N, D]`` in float64; noised, it is the
     mixture (1/N) Σ_n N(points_n, sigma² I).
 
     The posterior over points is a softmax accumulated over blocks of ``chunk`` points with a running log-sum-exp,
     for blocks of ``batch_chunk`` rows of x: work arrays are ``[batch_chunk, chunk]`` and ``[batch_chunk, D]``.
     Distances come from ``‖x‖² - 2 x·p + ‖p‖²`` (one matmul), so the logits carry an absolute error of about
-    1e-16 ‖x‖² / (2 sigma²) (5e-9 for Fashion-MNIST at sigma = 0.002).
+    1e-16 ‖x‖² / (2 sigma²).
     """
 
-    def __init__(self, points: torch.Tensor, *, chunk: int = 4096, batch_chunk: int = 1024):
+    TENSORS = ("points",)
+
+    def __init__(self, points: torch.Tensor, *, chunk: int = 4096, batch_chunk: int = 1024, max_step: float = 0.1):
         self.points = points.to(F64)  # [N, D]
         if self.points.ndim != 2 or self.points.shape[0] < 1:
             raise ValueError(f"DeltaMixture: points {tuple(self.points.shape)} must be [N, D] with N >= 1")
@@ -270,14 +198,10 @@ class DeltaMixture:
         self.chunk = chunk
         self.batch_chunk = batch_chunk
         self._norms = self.points.square().sum(1)  # [N]
+        self.max_step = max_step
 
-    @property
-    def dim(self) -> int:
-        return self.points.shape[1]
-
-    def to(self, device) -> DeltaMixture:
-        """The same mixture with its points on ``device`` (do this once, not per sampler step)."""
-        return DeltaMixture(self.points.to(device), chunk=self.chunk, batch_chunk=self.batch_chunk)
+    def options(self) -> dict:
+        return {"chunk": self.chunk, "batch_chunk": self.batch_chunk, "max_step": self.max_step}
 
     def _posterior_mean(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Σ_n softmax_n(-‖x - p_n‖² / 2σ²) p_n for ``x [b, D]``, ``s [b|1, 1]``, over blocks of points."""
@@ -296,44 +220,33 @@ class DeltaMixture:
             top = new_top
         return acc / total
 
-    def _apply(self, x: torch.Tensor, sigma, *, denoise: bool) -> torch.Tensor:
-        s = _column(sigma, x.device)  # [B|1, 1]
+    def _posterior_means(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """``_posterior_mean`` over blocks of ``batch_chunk`` rows of ``x [B, D]``: float64 ``[B, D]``."""
+        s = sigma_column(sigma, x.device)  # [B|1, 1]
         out = torch.empty(x.shape, dtype=F64, device=x.device)  # [B, D]
         for start in range(0, x.shape[0], self.batch_chunk):
-            xb = x[start:start + self.batch_chunk].to(F64)  # [b, D]
-            sb = _rows(s, start, start + self.batch_chunk)
-            mean = self._posterior_mean(xb, sb)
-            out[start:start + self.batch_chunk] = mean if denoise else (mean - xb) / sb.square()
-        return out.to(x.dtype)
-
-    def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        """∇ log (1/N) Σ_n N(x; p_n, sigma² I) = (denoise - x) / sigma² for ``x [B, D]`` -> ``[B, D]``."""
-        return self._apply(x, sigma, denoise=False)
+            rows = slice(start, start + self.batch_chunk)
+            out[rows] = self._posterior_mean(x[rows].to(F64), column_rows(s, start, start + self.batch_chunk))
+        return out
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """E[x0 | x] = Σ_n softmax_n(-‖x - p_n‖² / (2 sigma²)) p_n for ``x [B, D]`` -> ``[B, D]``."""
-        return self._apply(x, sigma, denoise=True)
+        return self._posterior_means(x, sigma).to(x.dtype)
 
-    def teleport(self, x: torch.Tensor, sigma_from, sigma_to, *, max_step: float = 0.1,
-                 progress: bool = False) -> torch.Tensor:
-        """Probability-flow ODE from sigma_from to sigma_to (> 0) for ``x [B, D]`` -> ``[B, D]``: RK4 in log σ."""
-        return _probability_flow(self.denoise, x, sigma_from, sigma_to, max_step, progress)
-
-    def save(self, path) -> None:
-        """Write the points as safetensors (identical bytes for identical point sets)."""
-        save_file({"points": self.points.detach().cpu().contiguous()}, str(path))
-
-    @classmethod
-    def load(cls, path) -> DeltaMixture:
-        return cls(load_file(str(path))["points"])
+    def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """∇ log (1/N) Σ_n N(x; p_n, sigma² I) = (denoise - x) / sigma², in float64, for ``x [B, D]`` -> ``[B, D]``."""
+        s2 = sigma_column(sigma, x.device).square()
+        return ((self._posterior_means(x, sigma) - x.to(F64)) / s2).to(x.dtype)
 
 
-class LowRankGaussian:
+class LowRankGaussian(AnalyticModel):
     """N(mean, U diag(eigvals) Uᵀ + residual (I - U Uᵀ)) in float64: the top r eigenpairs, eigvals ``[r]`` >= 0,
     eigvecs ``[D, r]`` (orthonormal columns), plus isotropic variance ``residual`` on their orthogonal complement.
 
     O(rD) memory. With r = D it is the full Gaussian; with r = 0 the isotropic N(mean, residual · I).
     """
+
+    TENSORS = ("mean", "eigvals", "eigvecs", "residual")
 
     def __init__(self, mean: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, residual):
         self.mean = mean.to(F64)  # [D]
@@ -349,10 +262,6 @@ class LowRankGaussian:
             )
         if float(self.residual) < 0 or not bool((self.eigvals >= 0).all()):
             raise ValueError(f"LowRankGaussian: eigvals and residual = {float(self.residual)} must be >= 0")
-
-    @property
-    def dim(self) -> int:
-        return self.mean.shape[0]
 
     @property
     def rank(self) -> int:
@@ -375,11 +284,6 @@ class LowRankGaussian:
         """``from_gaussian(Gaussian.fit(x [N, D]), rank)``: passes through the full D x D covariance once."""
         return cls.from_gaussian(Gaussian.fit(x, chunk), rank)
 
-    def to(self, device) -> LowRankGaussian:
-        """The same Gaussian with its tensors on ``device`` (do this once, not per sampler step)."""
-        return LowRankGaussian(self.mean.to(device), self.eigvals.to(device), self.eigvecs.to(device),
-                               self.residual.to(device))
-
     def _spectral(self, x: torch.Tensor, fn, *, shift: bool) -> torch.Tensor:
         """``[mean +] f(Σ) (x - mean)`` = U diag(f(λ) - f(ρ)) Uᵀ v + f(ρ) v, v = x - mean, in x's dtype."""
         mean = self.mean.to(x.device)
@@ -392,12 +296,12 @@ class LowRankGaussian:
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """∇ log N(x; mean, Σ + sigma² I) = -(Σ + sigma² I)⁻¹ (x - mean) for ``x [B, D]`` -> ``[B, D]``."""
-        s2 = _column(sigma, x.device).square()
+        s2 = sigma_column(sigma, x.device).square()
         return self._spectral(x, lambda lam: -1 / (lam + s2), shift=False)
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """E[x0 | x] = mean + Σ (Σ + sigma² I)⁻¹ (x - mean) for ``x [B, D]`` -> ``[B, D]``."""
-        s2 = _column(sigma, x.device).square()
+        s2 = sigma_column(sigma, x.device).square()
         return self._spectral(x, lambda lam: lam / (lam + s2), shift=True)
 
     def teleport(self, x: torch.Tensor, sigma_from, sigma_to) -> torch.Tensor:
@@ -405,16 +309,15 @@ class LowRankGaussian:
 
         ``x [B, D]`` -> ``[B, D]``; on the complement λ is the residual.
         """
-        a2 = _column(sigma_from, x.device).square()
-        b2 = _column(sigma_to, x.device).square()
+        a2 = sigma_column(sigma_from, x.device).square()
+        b2 = sigma_column(sigma_to, x.device).square()
         return self._spectral(x, lambda lam: ((lam + b2) / (lam + a2)).sqrt(), shift=True)
 
-    def save(self, path) -> None:
-        """Write mean, eigvals, eigvecs and residual as safetensors (identical bytes for identical Gaussians)."""
-        tensors = {"mean": self.mean, "eigvals": self.eigvals, "eigvecs": self.eigvecs, "residual": self.residual}
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
-    @classmethod
-    def load(cls, path) -> LowRankGaussian:
-        t = load_file(str(path))
-        return cls(t["mean"], t["eigvals"], t["eigvecs"], t["residual"])
+MIXTURES = ("gmm_classes", "gmm_kmeans")  # the fitted mixtures by their names in the score error and the study
+
+
+def fit_mixtures(x: torch.Tensor, labels, k: int, *, seed: int = 0) -> dict[str, GaussianMixture]:
+    """``MIXTURES`` fitted to ``x [N, D]``: one Gaussian per class of ``labels [N]``, and one per k-means cluster."""
+    return {"gmm_classes": GaussianMixture.fit_classes(x, labels),
+            "gmm_kmeans": GaussianMixture.fit_kmeans(x, k, seed=seed)}

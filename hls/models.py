@@ -11,7 +11,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.utils import logging as diffusers_logging
 
 from hls.errors import ArgumentError
-from hls.sampling import make_scheduler, nfe
+from hls.sampling import nfe
+from hls.schedules import make_scheduler
 
 
 def _where(source: str, err: Exception) -> ArgumentError:
@@ -43,9 +44,11 @@ def load_scheduler_config(source: str) -> dict:
 
 
 def load_unet(source: str) -> UNet2DModel:
-    """``source``'s UNet in float32 and eval mode (fp16 snapshots are cast up)."""
+    """``source``'s UNet in float32 and eval mode (fp16 snapshots are cast up), its weights channels-last (faster
+    convolutions on CPU: bench/bench_sampling.py)."""
     with _reading(source):
-        return UNet2DModel.from_pretrained(source, subfolder="unet", torch_dtype=torch.float32).eval()
+        unet = UNet2DModel.from_pretrained(source, subfolder="unet", torch_dtype=torch.float32).eval()
+    return unet.to(memory_format=torch.channels_last)
 
 
 def check_compatible(unet: UNet2DModel, image_shape) -> None:
@@ -58,13 +61,11 @@ def check_compatible(unet: UNet2DModel, image_shape) -> None:
                                                                f"{size[0]}x{size[1]} images")
 
 
-def load_sampler(source: str, scheduler: str, image_shape, steps: int):
-    """(UNet, sampler ``scheduler`` on its training schedule) of ``source`` for images ``[H, W, C]``.
-
-    Checks ``scheduler`` and ``steps`` (``hls.sampling.nfe``) on the model's config before reading any weight.
-    """
+def load_sampler(source: str, scheduler: str, image_shape, steps: int, family: str = "default"):
+    """(UNet, sampler ``scheduler`` with spacing ``family`` on its training schedule) of ``source`` for images
+    ``[H, W, C]``; checks ``scheduler``, ``family`` and ``steps`` on the model's config before reading any weight."""
     config = load_scheduler_config(source)
-    sampler = make_scheduler(scheduler, config)
+    sampler = make_scheduler(scheduler, config, family)
     nfe(sampler, steps)
     unet = load_unet(source)
     check_compatible(unet, image_shape)

@@ -1,8 +1,9 @@
-"""The equal-NFE study's summary: each cell against the plain sampler at its budget, the best landing sigma, the NFE
-teleport saves, and the figure (one panel per scheduler, FID vs NFE).
+"""The equal-NFE study's summary: each cell against the plain sampler of its sampler (scheduler and spacing family) at
+its budget, the controls against the Gaussian jump, the best landing per budget (flagged when it lies at the edge of
+the sigma grid), the frontier across samplers at equal NFE and at equal compute, and the figure.
 
-A cell is one sample set: ``scheduler``, ``nfe``, ``start`` (plain, gaussian or a control) and ``sigma_skip`` (None
-for plain), with its FID, interval and paired bootstrap replicates (``hls.study``).
+A cell is one sample set with its record (``stages/cell.py``: scheduler, family, nfe, start, sigma_skip, fid,
+fid_low, fid_high, jump_cost, compute, ...) and its paired bootstrap replicates (``hls.study``).
 """
 
 from __future__ import annotations
@@ -14,25 +15,46 @@ import pandas as pd
 
 from hls.study import compare
 
-COLUMNS = ["scheduler", "nfe", "sigma_skip", "start", "fid", "ci_low", "ci_high", "n", "landing_sigma", "ratio",
-           "ratio_low", "ratio_high", "verdict"]
+JUMP_STARTS = ("gaussian", "isotropic", "mean", "gmm_kmeans", "gmm_classes")  # teleport: a jump with an analytic model
+COMPARISON = ["ratio", "ratio_low", "ratio_high", "verdict"]
+COLUMNS = ["scheduler", "family", "nfe", "start", "sigma_skip", "landing_sigma", "fid", "fid_low", "fid_high", "n",
+           "jump_cost", "compute", *COMPARISON, *(f"{c}_vs_gaussian" for c in COMPARISON)]
+LANDINGS = ["scheduler", "family", "nfe", "sigma_skip", "fid", "fid_low", "fid_high", *COMPARISON, "edge",
+            "sigmas_tried", "plain_fid", "nfe_saved"]
+FRONTIER = ["budget", "basis", "plain", "plain_fid", "plain_fid_low", "plain_fid_high", "teleport", "teleport_fid",
+            "teleport_fid_low", "teleport_fid_high", "teleport_compute", *COMPARISON]
+
+
+def cell_name(row) -> str:
+    """``scheduler-family-nfe-start[-sigma]``: the cell's name in the study's stage outputs."""
+    sigma = "" if pd.isna(row.sigma_skip) else f"-{row.sigma_skip:g}"
+    return f"{row.scheduler}-{row.family}-{row.nfe}-{row.start}{sigma}"
+
+
+def _paired(cells: pd.DataFrame, replicates: list[np.ndarray], i: int, j) -> dict:
+    return {} if j is None else compare(cells.fid[i], replicates[i], cells.fid[j], replicates[j])
 
 
 def against_plain(cells: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
-    """``cells`` (one row per cell: scheduler, nfe, start, sigma_skip, fid, ...; ``replicates[i]`` ``[B]`` of row i)
-    with the paired FID ratio to the plain cell of the same scheduler and budget (ratio, ratio_low, ratio_high,
-    verdict; empty for plain cells and for budgets without a plain cell), in ``COLUMNS`` order, sorted; its index
-    keeps each row's position in ``cells`` (and ``replicates``)."""
+    """``cells`` (one record per row, ``replicates[i]`` ``[B]`` of row i) with two paired FID ratios: to the plain
+    cell of the same scheduler, family and budget (``ratio``...), and for a control or mixture start to the Gaussian
+    jump at the same landing (``ratio_vs_gaussian``...). ``COLUMNS`` order, sorted; the index keeps each row's
+    position in ``cells``."""
     cells = cells.reset_index(drop=True)
-    plain = {(r.scheduler, r.nfe): i for i, r in cells.iterrows() if r.start == "plain"}
+    key = ["scheduler", "family", "nfe"]
+    plain = {tuple(r[key]): i for i, r in cells.iterrows() if r.start == "plain"}
+    gaussian = {(*r[key], r.sigma_skip): i for i, r in cells.iterrows() if r.start == "gaussian"}
     rows = []
     for i, r in cells.iterrows():
-        j = plain.get((r.scheduler, r.nfe))
-        rows.append({} if r.start == "plain" or j is None else
-                    compare(r.fid, replicates[i], cells.fid[j], replicates[j]))
-    table = pd.concat([cells, pd.DataFrame(rows, index=cells.index)], axis=1)
-    table["order"] = table.start.map({"plain": 0, "gaussian": 1}).fillna(2)  # plain, gaussian, then the controls
-    return table.sort_values(["scheduler", "nfe", "order", "start", "sigma_skip"]).reindex(columns=COLUMNS)
+        to_plain = {} if r.start == "plain" else _paired(cells, replicates, i, plain.get(tuple(r[key])))
+        to_gaussian = {} if r.start in ("plain", "gaussian") else _paired(
+            cells, replicates, i, gaussian.get((*r[key], r.sigma_skip)))
+        rows.append(to_plain | {f"{k}_vs_gaussian": v for k, v in to_gaussian.items()})
+    table = pd.concat([cells, pd.DataFrame(rows, index=cells.index)], axis=1).reindex(columns=COLUMNS)
+    order = table.start.map({"plain": 0, "gaussian": 1}).fillna(2)  # plain, gaussian, then the other starts
+    return table.assign(_order=order).sort_values(["scheduler", "family", "nfe", "_order", "start", "sigma_skip"],
+                                                  ascending=[True, True, True, True, True, False]).drop(
+        columns="_order")
 
 
 def nfe_for_fid(nfes, fids, target: float) -> float | None:
@@ -51,80 +73,113 @@ def nfe_for_fid(nfes, fids, target: float) -> float | None:
     return float(math.exp(log_n[i - 1] + t * (log_n[i] - log_n[i - 1])))
 
 
-def _interval(row) -> dict:
-    return {"fid": row.fid, "ci_low": row.ci_low, "ci_high": row.ci_high}
+def landings(table: pd.DataFrame) -> pd.DataFrame:
+    """The best Gaussian landing per scheduler, family and budget (an ``against_plain`` table): its sigma, FID and
+    paired ratio to plain; ``edge`` "top" or "bottom" when it is the largest or smallest sigma tried (the optimum may
+    lie beyond: no claim rests on it), else ""; the NFE it saves at equal FID on the plain curve (``nfe_for_fid``;
+    empty outside the curve)."""
+    rows = []
+    for (scheduler, family), sampler in table.groupby(["scheduler", "family"], sort=True):
+        plain = sampler[sampler.start == "plain"].sort_values("nfe")
+        for nfe, cell in sampler[sampler.start == "gaussian"].groupby("nfe", sort=True):
+            best = cell.loc[cell.fid.idxmin()]
+            sigmas = sorted(cell.sigma_skip)
+            edge = "top" if best.sigma_skip == sigmas[-1] else "bottom" if best.sigma_skip == sigmas[0] else ""
+            found = nfe_for_fid(plain.nfe, plain.fid, best.fid) if len(plain) else None
+            plain_fid = plain.fid[plain.nfe == nfe]
+            rows.append({"scheduler": scheduler, "family": family, "nfe": nfe, **best[["sigma_skip", "fid", "fid_low",
+                         "fid_high", *COMPARISON]].to_dict(), "edge": edge,
+                         "sigmas_tried": " ".join(f"{s:g}" for s in sigmas),
+                         "plain_fid": plain_fid.iloc[0] if len(plain_fid) else np.nan,
+                         "nfe_saved": np.nan if found is None else round(found - nfe, 2)})
+    return pd.DataFrame(rows, columns=LANDINGS)
 
 
-def summary(table: pd.DataFrame, replicates: list[np.ndarray]) -> dict:
-    """Per scheduler and budget (an ``against_plain`` table; ``replicates`` by its index): the plain FID, the best
-    Gaussian landing sigma with its FID and paired ratio to plain (verdict from the interval), each control against
-    the Gaussian at the same sigma; per scheduler the NFE the best teleport saves at equal FID (``nfe_for_fid`` on the
-    plain curve; None outside it)."""
-    out = {}
-    for scheduler, rows in table.groupby("scheduler", sort=True):
-        plain = rows[rows.start == "plain"].sort_values("nfe")
-        budgets, saved = {}, {}
-        for nfe, cell in rows.groupby("nfe", sort=True):
-            entry = {}
-            if (cell.start == "plain").any():
-                entry["plain"] = _interval(cell[cell.start == "plain"].iloc[0])
-            gaussian = cell[cell.start == "gaussian"]
-            if len(gaussian):
-                best = gaussian.loc[gaussian.fid.idxmin()]
-                paired = {} if pd.isna(best.ratio) else {k: best[k] for k in ("ratio", "ratio_low", "ratio_high",
-                                                                              "verdict")}
-                entry["best"] = {"sigma_skip": best.sigma_skip, **_interval(best), **paired}
-                found = nfe_for_fid(plain.nfe, plain.fid, best.fid) if len(plain) else None
-                saved[str(nfe)] = None if found is None else round(found - nfe, 2)
-            for _, control in cell[~cell.start.isin(["plain", "gaussian"])].iterrows():
-                match = gaussian[np.isclose(gaussian.sigma_skip, control.sigma_skip)]
-                vs = {} if match.empty else compare(control.fid, replicates[control.name], match.fid.iloc[0],
-                                                    replicates[match.index[0]])
-                entry[f"{control.start}@{control.sigma_skip:g}"] = _interval(control) | {
-                    f"{k}_vs_gaussian" if k != "verdict" else "verdict_vs_gaussian": v for k, v in vs.items()}
-            budgets[str(nfe)] = entry
-        out[scheduler] = {"nfe": budgets, "nfe_saved": saved}
-    return out
+def _best(candidates: pd.DataFrame):
+    return None if candidates.empty else candidates.fid.idxmin()
 
 
-def figure(table: pd.DataFrame, floor: float | None = None, path=None):
-    """One panel per scheduler: FID vs NFE (log axes, 95 % intervals) of the plain sampler, the best Gaussian teleport
-    per budget (its landing sigma annotated) and each control at its best sigma; ``floor`` (real data) dotted. Saves a
-    PNG at ``path`` when given. Returns the Figure."""
+def frontier(table: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
+    """Per budget B of the study, the best plain cell over every scheduler and family against the best teleport cell
+    (any jump start) over all, paired: at equal NFE (both spend B UNet evaluations) and at equal compute (plain with
+    NFE <= B against teleport whose NFE + jump cost, rounded to whole UNet evaluations, is <= B). ``replicates`` by
+    the table's index."""
+    plain, jumps = table[table.start == "plain"], table[table.start.isin(JUMP_STARTS)]
+    rows = []
+    for budget in sorted(table.nfe.unique()):
+        for basis, p, t in (("nfe", plain[plain.nfe == budget], jumps[jumps.nfe == budget]),
+                            ("compute", plain[plain.nfe <= budget], jumps[jumps.compute.round() <= budget])):
+            i, j = _best(p), _best(t)
+            row = {"budget": budget, "basis": basis}
+            if i is not None:
+                row |= {"plain": cell_name(table.loc[i]), "plain_fid": table.fid[i], "plain_fid_low": table.fid_low[i],
+                        "plain_fid_high": table.fid_high[i]}
+            if j is not None:
+                row |= {"teleport": cell_name(table.loc[j]), "teleport_fid": table.fid[j],
+                        "teleport_fid_low": table.fid_low[j], "teleport_fid_high": table.fid_high[j],
+                        "teleport_compute": table.compute[j]}
+            if i is not None and j is not None:
+                row |= compare(table.fid[j], replicates[j], table.fid[i], replicates[i])
+            rows.append(row)
+    return pd.DataFrame(rows, columns=FRONTIER)
+
+
+def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float | None = None):
+    """FID vs NFE (log axes, 95 % intervals): one panel per sampler with the plain sampler, the best Gaussian landing
+    per budget (its sigma annotated) and each other start at its best landing; and a last panel with the frontier at
+    equal NFE, the best plain and the best teleport cell over all samplers. ``floor`` (real data) dotted. Returns the
+    Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
-    schedulers = sorted(table.scheduler.unique())
-    starts = [s for s in ("plain", "gaussian", "isotropic", "mean", "noise") if s in set(table.start)]
+    samplers = list(table[["scheduler", "family"]].drop_duplicates().itertuples(index=False, name=None))
+    starts = [s for s in ("plain", *JUMP_STARTS, "noise") if s in set(table.start)]
     colors = dict(zip(starts, sns.color_palette("colorblind", len(starts))))
+    panels = len(samplers) + (front is not None)
+    columns = min(panels, 4)
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, len(schedulers), figsize=(4.2 * len(schedulers), 4), squeeze=False, sharey=True)
-    for ax, scheduler in zip(axes[0], schedulers):
-        rows = table[table.scheduler == scheduler]
+    fig, axes = plt.subplots(math.ceil(panels / columns), columns, figsize=(4.2 * columns,
+                             3.8 * math.ceil(panels / columns)), squeeze=False, sharey=True)
+    budgets = sorted(table.nfe.unique())
+
+    def draw(ax, rows, label, color, solid=True, annotate=False):
+        best = rows.sort_values("fid").groupby("nfe").head(1).sort_values("nfe")
+        ax.errorbar(best.nfe, best.fid, yerr=[best.fid - best.fid_low, best.fid_high - best.fid], label=label,
+                    color=color, marker="o", capsize=3, linestyle="-" if solid else "--")
+        for r in best.itertuples() if annotate else ():
+            ax.annotate(f"σ={r.sigma_skip:g}", (r.nfe, r.fid), textcoords="offset points", xytext=(0, -12),
+                        ha="center", fontsize=7)
+
+    for ax, (scheduler, family) in zip(axes.flat, samplers):
+        rows = table[(table.scheduler == scheduler) & (table.family == family)]
         for start in starts:
-            best = rows[rows.start == start].sort_values("fid").groupby("nfe").head(1).sort_values("nfe")
-            if best.empty:
-                continue
-            label = {"plain": "plain sampler", "gaussian": "Gaussian teleport (best σ)"}.get(start, f"{start} (best σ)")
-            ax.errorbar(best.nfe, best.fid, yerr=[best.fid - best.ci_low, best.ci_high - best.fid], label=label,
-                        color=colors[start], marker="o", capsize=3, linestyle="-" if start in ("plain", "gaussian")
-                        else "--")
-            if start == "gaussian":
-                for r in best.itertuples():
-                    ax.annotate(f"σ={r.sigma_skip:g}", (r.nfe, r.fid), textcoords="offset points", xytext=(0, -12),
-                                ha="center", fontsize=7)
+            if (rows.start == start).any():
+                label = {"plain": "plain sampler", "gaussian": "Gaussian jump (best σ)"}.get(start, f"{start} (best σ)")
+                draw(ax, rows[rows.start == start], label, colors[start], start in ("plain", "gaussian"),
+                     start == "gaussian")
+        ax.set_title(f"{scheduler}, {family} spacing")
+    if front is not None:
+        ax = axes.flat[len(samplers)]
+        at_nfe = front[front.basis == "nfe"]
+        for side, color in (("plain", colors["plain"]), ("teleport", colors.get("gaussian"))):
+            ax.errorbar(at_nfe.budget, at_nfe[f"{side}_fid"], yerr=[at_nfe[f"{side}_fid"] - at_nfe[f"{side}_fid_low"],
+                        at_nfe[f"{side}_fid_high"] - at_nfe[f"{side}_fid"]], label=f"best {side}, any sampler",
+                        color=color, marker="o", capsize=3)
+        ax.set_title("frontier at equal NFE")
+    for ax in axes.flat[:panels]:
         if floor is not None:
             ax.axhline(floor, color="grey", linestyle=":", label="real data (floor)")
-        ax.set(xscale="log", yscale="log", xlabel="NFE (UNet evaluations)", title=scheduler)
-        ax.set_xticks(sorted(rows.nfe.unique()), [str(n) for n in sorted(rows.nfe.unique())])
+        ax.set(xscale="log", yscale="log", xlabel="NFE (UNet evaluations)")
+        ax.set_xticks(budgets, [str(n) for n in budgets])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
-    axes[0][0].set_ylabel("FID (95 % bootstrap interval)")
-    axes[0][-1].legend(fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("FID (95 % bootstrap interval)")
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
     return fig

@@ -2,8 +2,8 @@
 
 For real images ``x0`` and a VE noise level ``sigma`` (``x = x0 + sigma * eps``), the network's epsilon prediction
 ``eps_hat = unet(ve_to_vp(x, a_t), t).sample`` gives the neural denoiser ``x - sigma * eps_hat`` and the neural
-(VE) score ``-eps_hat / sigma``; each analytic model (a fitted Gaussian, its isotropic version, the point mass at
-its mean) gives its own closed-form denoiser and score at the same ``x``. Two metrics, per image i and per space
+(VE) score ``-eps_hat / sigma``; each analytic model (``approximations``) gives its own denoiser and score at the
+same ``x``. Two metrics, per image i and per space
 (``s`` = denoiser or score, ``nn`` = network, ``a`` = approximation):
 
 - explained variance. Aggregate (the headline ``value``, as Wang & Vastola define it):
@@ -22,9 +22,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from hls.analytic import F64
 from hls.errors import ArgumentError
-from hls.gaussian import F64, Gaussian, sigma_from_alpha_cumprod, ve_to_vp
-from hls.mixture import DeltaMixture, GaussianMixture, LowRankGaussian
+from hls.gaussian import Gaussian, gaussian_models, sigma_from_alpha_cumprod, ve_to_vp
+from hls.mixture import MIXTURES, DeltaMixture, LowRankGaussian
+from hls.schedules import nearest_timestep
 
 APPROXIMATIONS = ("gaussian", "isotropic", "mean", "lowrank", "gmm_classes", "gmm_kmeans", "delta")  # approximations()
 SPACES = ("denoiser", "score")
@@ -32,7 +34,7 @@ METRICS = ("explained_variance", "relative_error")
 COLUMNS = ("sigma", "timestep", "approx", "space", "metric", "value", "mean", "std", "q10", "q50", "q90", "n")
 
 
-# σ grid and σ <-> timestep
+# σ grid
 
 
 def model_sigmas(alphas_cumprod) -> torch.Tensor:
@@ -40,27 +42,10 @@ def model_sigmas(alphas_cumprod) -> torch.Tensor:
     return sigma_from_alpha_cumprod(torch.as_tensor(alphas_cumprod).detach().cpu())
 
 
-def timesteps_for_sigmas(alphas_cumprod, sigmas) -> torch.Tensor:
-    """The training timestep whose sigma is nearest in log σ to each of ``sigmas [n]`` -> long ``[n]``.
-
-    Ties go to the smaller timestep. Sigmas outside the model's range map to its first or last timestep.
-    """
-    query = torch.as_tensor(sigmas, dtype=F64).reshape(-1)
-    if not bool((query > 0).all()):
-        raise ValueError(f"timesteps_for_sigmas: sigmas must be > 0, got {query.tolist()}")
-    log_model = model_sigmas(alphas_cumprod).log()  # [T]
-    return (log_model[None, :] - query.log()[:, None]).abs().argmin(dim=1)  # [n]
-
-
-def timestep_for_sigma(alphas_cumprod, sigma: float) -> int:
-    """The training timestep whose sigma is nearest to ``sigma`` in log σ; inverse: ``sigma_from_alpha_cumprod``."""
-    return int(timesteps_for_sigmas(alphas_cumprod, [float(sigma)])[0])
-
-
 def sigma_grid(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` log-spaced sigmas over the model's range, snapped to training timesteps.
 
-    The grid ``logspace(σ(t=0), σ(t=T-1), n)`` is mapped to the nearest timesteps (``timesteps_for_sigmas``);
+    The grid ``logspace(σ(t=0), σ(t=T-1), n)`` is mapped to the nearest timesteps (``hls.schedules.nearest_timestep``);
     repeated timesteps (possible at the low end for large n) are kept once. Returns ``(sigmas float64 [m],
     timesteps long [m])``, ``m <= n``, ascending, where ``sigmas`` are the exact sigmas of those timesteps.
     """
@@ -69,37 +54,25 @@ def sigma_grid(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     all_sigmas = model_sigmas(alphas_cumprod)  # [T]
     lo, hi = float(all_sigmas.min()), float(all_sigmas.max())
     targets = torch.logspace(np.log10(lo), np.log10(hi), n, dtype=F64)  # [n]
-    timesteps = torch.unique(timesteps_for_sigmas(alphas_cumprod, targets))  # sorted ascending
+    timesteps = torch.unique(torch.from_numpy(nearest_timestep(alphas_cumprod, targets.numpy())))  # ascending
     return all_sigmas[timesteps], timesteps
 
 
 # analytic models
 
 
-def approximations(gaussian: Gaussian, x: torch.Tensor | None = None, labels=None, *, rank: int = 64, k: int = 20,
-                   delta_n: int | None = None, seed: int = 0) -> dict:
-    """The analytic models of ``APPROXIMATIONS``, in that order, from a fitted Gaussian N(μ, Σ) and, for the last
-    four, the training data ``x [N, D]`` with its class ``labels [N]``.
-
-    gaussian: N(μ, Σ); isotropic: N(μ, tr(Σ)/D · I); mean: the point mass at μ; lowrank: the top ``rank``
-    eigenpairs of Σ plus an isotropic rest; gmm_classes: one Gaussian per class; gmm_kmeans: one Gaussian per k-means
-    cluster (``k``, ``seed``); delta: the training set itself (``delta_n`` images drawn with ``seed``; None: all).
-    """
-    var = float(gaussian.eigvals.sum()) / gaussian.dim
-    models = {
-        "gaussian": gaussian,
-        "isotropic": Gaussian.isotropic(gaussian.mean, var),
-        "mean": Gaussian.isotropic(gaussian.mean, 0.0),
-    }
-    if x is None:
-        return models
-    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:delta_n].sort().values
-    return models | {
-        "lowrank": LowRankGaussian.from_gaussian(gaussian, rank),
-        "gmm_classes": GaussianMixture.fit_classes(x, torch.as_tensor(labels)),
-        "gmm_kmeans": GaussianMixture.fit_kmeans(x, k, seed=seed),
-        "delta": DeltaMixture(x[keep]),
-    }
+def approximations(gaussian: Gaussian, mixtures: dict | None = None, points: torch.Tensor | None = None, *,
+                   rank: int | None = None) -> dict:
+    """The analytic models of ``APPROXIMATIONS`` that the arguments give, in that order: the three of
+    ``hls.gaussian.gaussian_models``; lowrank, the top ``rank`` eigenpairs of Σ plus an isotropic rest; the fitted
+    ``mixtures`` (``hls.mixture.fit_mixtures``); delta, the training images ``points [N, D]`` themselves."""
+    models = gaussian_models(gaussian)
+    if rank is not None:
+        models["lowrank"] = LowRankGaussian.from_gaussian(gaussian, rank)
+    models |= {name: (mixtures or {})[name] for name in MIXTURES if name in (mixtures or {})}
+    if points is not None:
+        models["delta"] = DeltaMixture(points)
+    return models
 
 
 # per-image noise
@@ -264,11 +237,11 @@ def predicted_skip(sigmas_of_steps, sigma_star: float | None) -> int:
 # the figure
 
 
-def plot(df: pd.DataFrame, path=None, *, threshold: float | None = None, sigma_star: float | None = None):
+def plot(df: pd.DataFrame, *, threshold: float | None = None, sigma_star: float | None = None):
     """Figure of a ``score_errors`` frame: columns = spaces, rows = explained variance, 1 - EV (log), relative error.
 
     x: σ (log); one line per approximation (value), shaded q10..q90 over images. ``threshold`` draws the EV
-    threshold, ``sigma_star`` a vertical line at σ*. Saves a PNG at ``path`` when given. Returns the Figure.
+    threshold, ``sigma_star`` a vertical line at σ*. Returns the Figure.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -310,6 +283,4 @@ def plot(df: pd.DataFrame, path=None, *, threshold: float | None = None, sigma_s
                 ax.set_xlabel("σ (VE)")
                 ax.set_ylabel(label)
         fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, format="png", dpi=120, metadata={"Software": None})
     return fig

@@ -5,9 +5,9 @@ bootstrap_indices`` shared by all sets, ``hls.fid.fid_replicates``) gives paired
 replicate FIDs keeps what they share (the seeds, the reference) out of its spread. A gain, a tie or a loss is claimed
 only from the interval of that ratio (``compare``).
 
-A resample repeats about a third of its images, which raises its FID (here by ~12 at n = 500, ~10 times the spread)
-while its spread still estimates the FID's own: so an interval is the replicates' percentile interval moved so that
-its median is the point estimate (``interval``), for FIDs and ratios alike.
+A resample repeats about a third of its images, which raises its FID far more than its spread, while the spread still
+estimates the FID's own: so an interval is the replicates' percentile interval moved so that its median is the point
+estimate (``interval``), for FIDs and ratios alike.
 """
 
 from __future__ import annotations

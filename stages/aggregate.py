@@ -6,52 +6,38 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from safetensors.numpy import load_file
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
-
-from common import atomic_path, load_params, summary_outputs, validate, write_json  # noqa: E402
-from hls.study import compare, free_skip  # noqa: E402
+from common import atomic_path, load_params, rule, validate, write_json
+from hls.study import compare, free_skip
+from hls.sweep import figure
+from plotting import save_figure
 
 COLUMNS = ["skip", "sigma_skip", "steps", "nfe", "fid", "fid_low", "fid_high", "baseline_steps", "baseline_nfe",
            "fid_baseline_same_nfe", "fid_baseline_same_nfe_low", "fid_baseline_same_nfe_high"]
-
-
-def figure(table: pd.DataFrame, floor: float, path) -> None:
-    """FID against NFE for the teleport sampler and the plain sampler at equal NFE, with the real-data floor."""
-    sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    series = [("teleport + sampler", "nfe", "fid"),
-              ("plain sampler, same NFE", "baseline_nfe", "fid_baseline_same_nfe")]
-    for (label, x, y), color in zip(series, sns.color_palette("colorblind")):
-        t = table.dropna(subset=[y]).sort_values(x)
-        ax.errorbar(t[x], t[y], yerr=[t[y] - t[f"{y}_low"], t[f"{y}_high"] - t[y]], label=label, color=color,
-                    marker="o", capsize=3)
-    for row in table.itertuples():
-        ax.annotate(f"skip {row.skip}\nσ={row.sigma_skip:.3g}", (row.nfe, row.fid), textcoords="offset points",
-                    xytext=(0, 8), ha="center", fontsize=7)
-    ax.axhline(floor, color="grey", linestyle=":", label="real data (floor)")
-    ax.set(xlabel="NFE (UNet evaluations)", ylabel="FID (95 % bootstrap interval)",
-           title="FID vs NFE: Gaussian teleport vs plain sampler")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
+RULES = {
+    "sweep.skips": rule(lambda v, p: isinstance(v, list) and 0 in v and len(set(v)) == len(v)
+                        and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in v),
+                        "must be a list of distinct integers >= 0 that includes 0"),
+    "sweep.tolerance": rule(lambda v, p: isinstance(v, (int, float)) and 0 <= v < 1,
+                            "must be a relative FID tolerance in [0, 1)"),
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("sweep_fid", type=Path, help="folder of skip-K.json records and skip-K.safetensors replicates "
                                                      "(stages/fid.py)")
-    summary_outputs(parser)
+    parser.add_argument("floor", type=Path, help="the FID floor record (stages/fid_floor.py)")
+    parser.add_argument("prediction", type=Path, help="the score-error record (stages/score_error.py)")
+    parser.add_argument("--table", type=Path, required=True, help="CSV to write")
+    parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--record", type=Path, required=True, help="JSON summary to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON metrics to write: free skip, NFE saved")
     args = parser.parse_args()
     p = load_params()
-    validate(p, "sweep.skips", "sweep.tolerance")
+    validate(p, RULES)
     skips, tolerance = sorted(p["sweep"]["skips"]), p["sweep"]["tolerance"]
     records = [json.loads((args.sweep_fid / f"skip-{k}.json").read_text()) for k in skips]
     table = pd.DataFrame(records).reindex(columns=COLUMNS)
@@ -62,7 +48,7 @@ def main():
 
     with atomic_path(args.table) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    figure(table, floor, args.figure)
+    save_figure(figure(table, floor), args.figure)
     by_skip = table.set_index("skip")
     replicates = {k: load_file(args.sweep_fid / f"skip-{k}.safetensors") for k in skips}  # {skip: {set: [B]}}
     teleport = {k: r["images"] for k, r in replicates.items()}
@@ -80,7 +66,8 @@ def main():
         "fid_baseline_same_nfe": {str(k): float(v) for k, v in by_skip.fid_baseline_same_nfe.dropna().items()},
         "n_samples": int(records[0]["n_samples"]), "n_ref": int(records[0]["n_ref"]), **paired,
     }
-    write_json(args.metrics, summary)
+    write_json(args.record, summary)
+    write_json(args.metrics, {k: summary[k] for k in ("free_skip", "nfe_saved")})
     print(table.to_string(index=False))
     print(json.dumps({k: summary[k] for k in ("free_skip", "nfe_saved", "predicted_skip", "fid_floor")}))
 

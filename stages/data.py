@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic_path, load_params, validate
+from common import atomic_path, choice, load_params, validate
 from hls.data import DATASETS, load_dataset
 
 DOWNLOADS = Path.home() / ".cache" / "hls" / "torchvision"
+RULES = {"data.name": choice(DATASETS)}
 
 
 def main():
@@ -17,7 +18,7 @@ def main():
     parser.add_argument("out", type=Path, help="folder for {train,test}_{images,labels}.npy")
     args = parser.parse_args()
     p = load_params()
-    validate(p, choices={"data.name": DATASETS})
+    validate(p, RULES)
     name = p["data"]["name"]
     try:
         arrays = load_dataset(name, p["data"]["source_dir"], DOWNLOADS)

@@ -1,6 +1,6 @@
-"""Stage fid / sweep_fid@skip / study_fid@cell: FID of a sample folder's ``images.npy`` (and ``baseline.npy``) against
-the reference statistics, each with its bootstrap interval, merged with the folder's ``info.json`` into one JSON
-record; ``--replicates`` also keeps the replicate FIDs for paired comparisons (``hls.study``)."""
+"""Stage fid / sweep_fid@skip: FID of a sample folder's ``images.npy`` (and ``baseline.npy``) against the reference
+statistics, each with its bootstrap interval, merged with the folder's ``info.json`` into one JSON record;
+``--replicates`` also keeps the replicate FIDs for paired comparisons (``hls.study``)."""
 
 import argparse
 import json
@@ -11,32 +11,27 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from common import atomic_path, device, load_params, validate, write_json
-from hls.fid import (
-    BACKENDS,
-    WEIGHTS,
-    activations,
-    bootstrap_indices,
-    fid_replicates,
-    frechet_distance,
-    inception,
-    load_stats,
-)
+from common import atomic_path, choice, device, integer, load_params, validate, write_json
+from hls.fid import BACKENDS, WEIGHTS, activations, fid_with_replicates, inception, load_stats
 from hls.study import interval
 
 SETS = {"images": "fid", "baseline": "fid_baseline_same_nfe"}  # file stem -> record key
+RULES = {"seed": integer(0), "fid.batch_size": integer(1), "fid.bootstrap": integer(10),
+         "fid.weights": choice(WEIGHTS), "fid.backend": choice(BACKENDS)}
+METRICS = ("fid", "fid_low", "fid_high", "nfe")  # of the record, for --metrics
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("samples", type=Path, help="folder written by stages/sample.py or stages/study.py")
+    parser.add_argument("samples", type=Path, help="folder written by stages/sample.py")
     parser.add_argument("ref", type=Path, help="reference statistics (.safetensors)")
     parser.add_argument("out", type=Path, help="JSON record to write")
     parser.add_argument("--replicates", type=Path, help="also write each set's replicate FIDs [fid.bootstrap] here "
                                                         "(.safetensors, one tensor per set: images, baseline)")
+    parser.add_argument("--metrics", type=Path, help="also write the record's headline numbers here (JSON)")
     args = parser.parse_args()
     p = load_params()
-    validate(p, "seed", "fid.batch_size", "fid.bootstrap", choices={"fid.weights": WEIGHTS, "fid.backend": BACKENDS})
+    validate(p, RULES)
     dev = device(p["device"])
 
     mu_ref, sigma_ref = load_stats(args.ref)
@@ -50,13 +45,11 @@ def main():
         features = activations(np.load(args.samples / f"{name}.npy"), model, batch_size=p["fid"]["batch_size"],
                                device=dev, progress=True)
         middle = time.time()
-        fid = frechet_distance(features.mean(axis=0), np.cov(features, rowvar=False), mu_ref, sigma_ref)
-        indices = bootstrap_indices(len(features), p["fid"]["bootstrap"], p["seed"])  # the same for every set
-        replicates[name] = fid_replicates(features, mu_ref, sigma_ref, indices)
+        fid, replicates[name] = fid_with_replicates(features, mu_ref, sigma_ref, p["fid"]["bootstrap"], p["seed"])
         lo, hi = interval(fid, replicates[name])
         record |= {key: round(fid, 4), f"{key}_low": round(lo, 4), f"{key}_high": round(hi, 4)}
         print(f"{name}: FID {fid:.4f} [{lo:.4f}, {hi:.4f}]; Inception {middle - start:.1f} s, FID and "
-              f"{len(indices)} bootstrap resamples {time.time() - middle:.1f} s")
+              f"{p['fid']['bootstrap']} bootstrap resamples {time.time() - middle:.1f} s")
     record |= {"n_samples": record.pop("n"), "n_ref": p["fid_ref"]["n"], "ref_split": p["fid_ref"]["split"],
                "inception_weights": p["fid"]["weights"], "inception_backend": p["fid"]["backend"],
                "bootstrap": p["fid"]["bootstrap"]}
@@ -64,6 +57,8 @@ def main():
         with atomic_path(args.replicates) as tmp:
             save_file({k: torch.from_numpy(v) for k, v in replicates.items()}, str(tmp))
     write_json(args.out, record)
+    if args.metrics:
+        write_json(args.metrics, {key: record[key] for key in METRICS})
     print(json.dumps(record))
 
 

@@ -5,9 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic_path, check, device, load_params, validate
+from common import atomic_path, check, choice, device, integer, load_params, validate
 from hls.data import subset
 from hls.fid import BACKENDS, WEIGHTS, activation_stats, inception, save_stats
+
+RULES = {"seed": integer(0), "fid_ref.n": integer(2), "fid_ref.split": choice(("train", "test")),
+         "fid.batch_size": integer(1), "fid.weights": choice(WEIGHTS), "fid.backend": choice(BACKENDS)}
 
 
 def main():
@@ -16,8 +19,7 @@ def main():
     parser.add_argument("out", type=Path, help="reference statistics (.safetensors)")
     args = parser.parse_args()
     p = load_params()
-    validate(p, "seed", "fid_ref.n", "fid.batch_size",
-             choices={"fid_ref.split": ("train", "test"), "fid.weights": WEIGHTS, "fid.backend": BACKENDS})
+    validate(p, RULES)
     images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
     n = p["fid_ref"]["n"]
     check(n <= len(images), "fid_ref.n", n, f"must be <= {len(images)}, the number of {p['fid_ref']['split']} images")

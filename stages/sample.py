@@ -10,12 +10,17 @@ from pathlib import Path
 import numpy as np
 from torchvision.utils import save_image
 
-from common import atomic_path, check, device, load_params, params_errors, validate
+from common import atomic_path, check, choice, device, integer, load_params, params_errors, rule, validate
 from hls import distributed
 from hls.data import to_uint8
 from hls.gaussian import Gaussian
 from hls.models import load_sampler
-from hls.sampling import SCHEDULERS, equal_nfe_steps, nfe, sample_seeded, sigma_skip
+from hls.sampling import SCHEDULERS, equal_nfe_steps, nfe, sample_seeded, skip_sigma
+
+RULES = {"seed": integer(0), "sampler.steps": integer(1), "sampler.n": integer(1), "sampler.batch_size": integer(1),
+         "sampler.scheduler": choice(SCHEDULERS)}
+HEADLINE_RULES = {"skip": integer(0, lambda p: p["sampler"]["steps"] - 1)}
+SWEEP_RULES = {"sweep.baseline": rule(lambda v, p: isinstance(v, bool), "must be true or false")}
 
 
 def parse_args():
@@ -32,17 +37,16 @@ def main():
     args = parse_args()
     p = load_params()
     sweep = args.sweep_skip is not None
-    validate(p, "seed", "sampler.steps", "sampler.n", "sampler.batch_size", "sweep.baseline" if sweep else "skip",
-             choices={"sampler.scheduler": SCHEDULERS})
-    s = p["sampler"]
-    steps, n, batch_size, seed = s["steps"], s["n"], s["batch_size"], p["seed"]
+    validate(p, RULES | (SWEEP_RULES if sweep else HEADLINE_RULES))
+    settings = p["sampler"]
+    steps, n, batch_size, seed = settings["steps"], settings["n"], settings["batch_size"], p["seed"]
     skip = args.sweep_skip if sweep else p["skip"]
-    if sweep:
+    if sweep:  # an item of sweep.skips, from the command line
         check(0 <= skip < steps, "sweep.skips", skip, f"each must be an integer in [0, sampler.steps = {steps})")
     dev = device(p["device"])
     image_shape = np.load(args.images, mmap_mode="r").shape[1:]  # [H, W, C]
     with params_errors(p, source="model.source", steps="sampler.steps", image_shape="data.name"):
-        unet, scheduler = load_sampler(p["model"]["source"], s["scheduler"], image_shape, steps)
+        unet, scheduler = load_sampler(p["model"]["source"], settings["scheduler"], image_shape, steps)
     gaussian = Gaussian.load(args.gaussian) if skip > 0 else None
 
     rank, world = distributed.init(dev)
@@ -52,8 +56,8 @@ def main():
     runs = {"images": (steps, skip)}
     if sweep and p["sweep"]["baseline"] and skip > 0:
         runs["baseline"] = (equal_nfe_steps(scheduler, steps, skip), 0)
-    info = {"scheduler": s["scheduler"], "steps": steps, "skip": skip, "n": n, "seed": seed,
-            "sigma_skip": round(sigma_skip(scheduler, steps, skip), 6)}
+    info = {"scheduler": settings["scheduler"], "steps": steps, "skip": skip, "n": n, "seed": seed,
+            "sigma_skip": round(skip_sigma(scheduler, steps, skip), 6)}
     outputs = {}
     for name, (run_steps, run_skip) in runs.items():
         start = time.time()

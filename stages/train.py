@@ -10,9 +10,20 @@ import pandas as pd
 import torch
 from diffusers import DDPMPipeline
 
-from common import atomic_path, device, load_params, params_errors, validate, write_json
+from common import atomic_path, device, integer, load_params, params_errors, rule, validate, write_json
 from hls.data import to_model
 from hls.train import make_unet, train, training_scheduler
+
+RULES = {
+    "seed": integer(0),
+    "train.steps": integer(1),
+    "train.batch_size": integer(1),
+    "train.warmup": integer(0, lambda p: p["train"]["steps"]),
+    "train.lr": rule(lambda v, p: isinstance(v, float) and v > 0, "must be a positive float"),
+    "train.ema_decay": rule(lambda v, p: isinstance(v, (int, float)) and 0 <= v < 1, "must be in [0, 1)"),
+    "train.snapshots": rule(lambda v, p: isinstance(v, list) and all(isinstance(f, float) and 0 < f < 1 for f in v),
+                            "must be a list of fractions of training in (0, 1)"),
+}
 
 
 def main():
@@ -23,8 +34,7 @@ def main():
     parser.add_argument("--metrics", type=Path, required=True, help="run record JSON")
     args = parser.parse_args()
     p = load_params()
-    validate(p, "seed", "train.steps", "train.batch_size", "train.warmup", "train.lr", "train.ema_decay",
-             "train.snapshots")
+    validate(p, RULES)
     t = p["train"]
     dev = device(t["device"])
     images = np.load(args.images)  # [N, H, W, C]

@@ -1,16 +1,86 @@
-"""Tiny stand-ins for what the pipeline downloads or trains: datasets in torchvision's on-disk formats, a random
-two-level UNet, the DDPM training schedule and a diffusers DDPM pipeline folder."""
+"""What the tests share: tiny stand-ins for what the pipeline downloads or trains (datasets in torchvision's on-disk
+formats, a random two-level UNet, a diffusers DDPM pipeline folder), the DDPM training schedule written out
+independently of diffusers and hls, the exact epsilon-predictor of Gaussian data (the oracle UNet), and a runner for
+the project's commands."""
 
 import gzip
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
+from hls.gaussian import Gaussian
 from hls.train import make_unet
+
+F64 = torch.float64
+ROOT = Path(__file__).resolve().parents[1]
+# The DDPM training schedule (1000 linear betas 1e-4..0.02) in numpy: prod_{s <= t} (1 - beta_s), and VE sigmas.
+TRAINING_ALPHAS_CUMPROD = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+TRAINING_SIGMAS = np.sqrt((1 - TRAINING_ALPHAS_CUMPROD) / TRAINING_ALPHAS_CUMPROD)  # [1000], increasing
+SIGMA_MAX = float(TRAINING_SIGMAS[-1])
+
+
+def sigma_of_timestep(t) -> float:
+    """The VE sigma of a (possibly fractional) training timestep: log-sigma interpolated between integer ones."""
+    return float(np.exp(np.interp(float(t), np.arange(1000), np.log(TRAINING_SIGMAS))))
+
+
+class OracleUNet(torch.nn.Module):
+    """The exact epsilon-predictor of Gaussian data, eps = (x_ve - E[x0 | x_ve]) / sigma, counting its calls and
+    keeping its inputs. Its input is the scheduler's model input, the VP sample sqrt(a) * x_ve for every sampler."""
+
+    def __init__(self, gaussian: Gaussian):
+        super().__init__()
+        self.gaussian = gaussian
+        self.calls = 0
+        self.inputs = []  # (model input, timestep) of every call
+
+    def forward(self, x, t):
+        self.calls += 1
+        self.inputs.append((x.clone(), float(t)))
+        sigma = sigma_of_timestep(t)
+        x_ve = x.reshape(x.shape[0], -1).to(F64) * np.sqrt(1 + sigma**2)  # [B, D]
+        eps = (x_ve - self.gaussian.denoise(x_ve, sigma)) / sigma
+        return SimpleNamespace(sample=eps.reshape(x.shape).to(x.dtype))
+
+
+def small_gaussian(d: int, mean_scale: float = 0.5, seed: int = 0) -> Gaussian:
+    """N(mean_scale * z, U diag(linspace(0.5, 0.02)) Uᵀ) in d dimensions, U a random rotation."""
+    g = torch.Generator().manual_seed(seed)
+    eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))
+    return Gaussian(mean_scale * torch.randn(d, generator=g, dtype=F64), torch.linspace(0.5, 0.02, d, dtype=F64),
+                    eigvecs)
+
+
+def record_conversions(monkeypatch, module) -> list[str]:
+    """The names of ``module``'s VP <-> VE conversions (``vp_to_ve``, ``ve_to_vp``) in the order they are called."""
+    calls = []
+    for fn in ("vp_to_ve", "ve_to_vp"):
+        original = getattr(module, fn)
+        monkeypatch.setattr(module, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
+    return calls
+
+
+def run(cwd, *args, check=True):
+    """Run a command with this interpreter's environment first on PATH (so stages' `python` is ours), offline."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    out = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def dvc(cwd, *args, check=True):
+    return run(cwd, sys.executable, "-m", "dvc", *args, check=check)
 
 
 def fake_images(n: int, h: int, w: int, c: int, seed: int) -> np.ndarray:

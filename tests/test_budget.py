@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from diffusers import LMSDiscreteScheduler
 
-from fakes import ddpm_config
+from fakes import F64, SIGMA_MAX, TRAINING_SIGMAS, OracleUNet, ddpm_config, record_conversions, small_gaussian
 from hls import budget
 from hls.budget import (
     budget_nfe,
@@ -18,64 +17,21 @@ from hls.budget import (
     landing_sigma,
     sample_budget,
     sample_budget_seeded,
-    sigma_max,
     steps_for_nfe,
 )
 from hls.errors import ArgumentError
 from hls.gaussian import Gaussian
-from hls.sampling import SCHEDULERS, make_scheduler
+from hls.schedules import FAMILIES, SCHEDULERS, make_scheduler, sigma_max
 
-F64 = torch.float64
 VE_SAMPLE = ("euler", "heun")  # schedulers whose state is x0 + sigma * eps; the others hold sqrt(a) * that
-KARRAS = ("euler", "heun", "dpmsolver", "unipc")
-DETERMINISTIC = ("ddim", "euler", "heun", "dpmsolver", "unipc")
+KARRAS = [("euler", "default"), ("heun", "default"), ("dpmsolver", "karras"), ("unipc", "karras")]
+SAMPLERS = [(name, family) for name, families in FAMILIES.items() for family in families]
+DETERMINISTIC = [(name, family) for name, family in SAMPLERS if name != "ddpm"]
 SHAPE = (1, 4, 4)  # D = 16
 
 
-# --- an oracle independent of hls: the DDPM training schedule in numpy, the exact epsilon of Gaussian data ----------
-
-
-def training_alphas_cumprod() -> np.ndarray:
-    """prod_{s <= t} (1 - beta_s) for 1000 linear betas 1e-4..0.02 (the schedule of fakes.ddpm_config)."""
-    return np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
-
-
-TRAINING_SIGMAS = np.sqrt((1 - training_alphas_cumprod()) / training_alphas_cumprod())  # [1000], increasing
-SIGMA_MAX = float(TRAINING_SIGMAS[-1])
-
-
-def sigma_of_timestep(t) -> float:
-    """The VE sigma of a (possibly fractional) training timestep: log-sigma interpolated between integer ones."""
-    return float(np.exp(np.interp(float(t), np.arange(1000), np.log(TRAINING_SIGMAS))))
-
-
-class OracleUNet(torch.nn.Module):
-    """The exact epsilon-predictor of Gaussian data, counting its calls: eps = (x_ve - E[x0 | x_ve]) / sigma."""
-
-    def __init__(self, gaussian: Gaussian):
-        super().__init__()
-        self.gaussian = gaussian
-        self.calls = 0
-        self.inputs = []  # (model input, timestep) of every call
-
-    def forward(self, x, t):  # x: the scheduler's model input, always the VP sample sqrt(a) * x_ve
-        self.calls += 1
-        self.inputs.append((x.clone(), float(t)))
-        sigma = sigma_of_timestep(t)
-        x_ve = x.reshape(x.shape[0], -1).to(F64) * np.sqrt(1 + sigma**2)  # [B, D]
-        eps = (x_ve - self.gaussian.denoise(x_ve, sigma)) / sigma
-        return SimpleNamespace(sample=eps.reshape(x.shape).to(x.dtype))
-
-
-def small_gaussian() -> Gaussian:
-    g = torch.Generator().manual_seed(0)
-    d = int(np.prod(SHAPE))
-    eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))
-    return Gaussian(0.5 * torch.randn(d, generator=g, dtype=F64), torch.linspace(0.5, 0.02, d, dtype=F64), eigvecs)
-
-
-def scheduler(name: str):
-    return make_scheduler(name, ddpm_config(clip_sample=False))
+def scheduler(name: str, family: str = "default"):
+    return make_scheduler(name, ddpm_config(clip_sample=False), family)
 
 
 def noise(batch: int, seed: int = 1) -> torch.Tensor:
@@ -112,16 +68,16 @@ def rms(x: torch.Tensor, exact: torch.Tensor) -> float:
     return float((x.reshape(exact.shape).to(F64) - exact).square().mean().sqrt())
 
 
-def oracle_error(name, nfe, start, sigma_skip=None, batch=128):
+def oracle_error(name, nfe, start, sigma_skip=None, batch=128, family="default"):
     """RMS distance of sample_budget (the oracle as the UNet) to the exact probability-flow solution at sigma 0.
 
     Every sampler's last step returns the x0 prediction at its last nonzero sigma, so even an exact solver keeps a
     small floor (about 3e-4 from sigma(t=0) = 0.01; more for schedules that end higher, like plain dpmsolver / unipc,
     whose last timestep is round(999 / n)).
     """
-    gaussian, z = small_gaussian(), noise(batch)
+    gaussian, z = small_gaussian(16), noise(batch)
     model = gaussian if start == "jump" else None
-    x = sample_budget(OracleUNet(gaussian), scheduler(name), z, nfe=nfe, start=start, sigma_skip=sigma_skip,
+    x = sample_budget(OracleUNet(gaussian), scheduler(name, family), z, nfe=nfe, start=start, sigma_skip=sigma_skip,
                       model=model)
     return rms(x, gaussian.teleport(start_state(name, z), SIGMA_MAX, 0.0))
 
@@ -146,44 +102,46 @@ def test_steps_for_nfe(name):
 BUDGETS = {"heun": (1, 3, 5, 9)}
 
 
-@pytest.mark.parametrize("name", SCHEDULERS)
-def test_nfe_counts_unet_calls(name):
-    gaussian = small_gaussian()
+@pytest.mark.parametrize(("name", "family"), SAMPLERS)
+def test_nfe_counts_unet_calls(name, family):
+    gaussian = small_gaussian(16)
     for nfe in BUDGETS.get(name, (1, 2, 5, 8)):
         for start, sigma_skip in (("plain", None), ("jump", 10.0), ("noise", 10.0), ("jump", 0.5)):
             unet = OracleUNet(gaussian)
-            sample_budget(unet, scheduler(name), noise(2), nfe=nfe, start=start, sigma_skip=sigma_skip,
+            sample_budget(unet, scheduler(name, family), noise(2), nfe=nfe, start=start, sigma_skip=sigma_skip,
                           model=gaussian if start == "jump" else None)
             assert unet.calls == nfe, (start, sigma_skip)
-            assert len(budget_schedule(scheduler(name), nfe=nfe, start=start, sigma_skip=sigma_skip).timesteps) == nfe
+            assert len(budget_schedule(scheduler(name, family), nfe=nfe, start=start,
+                                       sigma_skip=sigma_skip).timesteps) == nfe
 
 
 @pytest.mark.parametrize("name", ["dpmsolver", "unipc"])
 def test_repeated_rounded_timesteps(name):
     """Landing near sigma_min, dpmsolver / unipc round several Karras sigmas to the same timestep: the budget still
     starts at index 0 (set_begin_index) and spends one evaluation per sigma."""
-    gaussian = small_gaussian()
-    s = budget_schedule(scheduler(name), nfe=3, start="jump", sigma_skip=0.012)
+    gaussian = small_gaussian(16)
+    s = budget_schedule(scheduler(name, "karras"), nfe=3, start="jump", sigma_skip=0.012)
     assert s.timesteps[0] == s.timesteps[1]
     unet = OracleUNet(gaussian)
-    x = sample_budget(unet, scheduler(name), noise(2), nfe=3, start="jump", sigma_skip=0.012, model=gaussian)
+    x = sample_budget(unet, scheduler(name, "karras"), noise(2), nfe=3, start="jump", sigma_skip=0.012,
+                      model=gaussian)
     assert unet.calls == 3 and bool(x.isfinite().all())
 
 
 # --- plain is diffusers' own loop ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SCHEDULERS)
-def test_plain_is_diffusers_loop(name):
-    gaussian, z, nfe = small_gaussian(), noise(4), 7
-    s = scheduler(name)
+@pytest.mark.parametrize(("name", "family"), SAMPLERS)
+def test_plain_is_diffusers_loop(name, family):
+    gaussian, z, nfe = small_gaussian(16), noise(4), 7
+    s = scheduler(name, family)
     s.set_timesteps(steps_for_nfe(name, nfe))
     gen = torch.Generator().manual_seed(3)
     kwargs = {"generator": gen} if name == "ddpm" else {}
     x, unet = z * s.init_noise_sigma, OracleUNet(gaussian)
     for t in s.timesteps:
         x = s.step(unet(s.scale_model_input(x, t), t).sample, t, x, **kwargs).prev_sample
-    ours = sample_budget(OracleUNet(gaussian), scheduler(name), z, nfe=nfe, start="plain",
+    ours = sample_budget(OracleUNet(gaussian), scheduler(name, family), z, nfe=nfe, start="plain",
                          generator=torch.Generator().manual_seed(3))
     assert unet.calls == nfe
     assert torch.equal(ours, x)
@@ -198,16 +156,17 @@ def karras(hi, lo, n):
     return (hi ** (1 / 7) + i / max(n - 1, 1) * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
 
 
-@pytest.mark.parametrize("name", KARRAS)
+@pytest.mark.parametrize(("name", "family"), KARRAS)
 @pytest.mark.parametrize("sigma_skip", [20.0, 1.5])
-def test_karras_schedule(name, sigma_skip):
+def test_karras_schedule(name, family, sigma_skip):
     steps = 6
-    original = scheduler(name)
+    original = scheduler(name, family)
     config = dict(original.config)
     s = budget_schedule(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip)
     sigmas = torch.unique_consecutive(s.sigmas).numpy()  # heun repeats every inner sigma
     # rtol: diffusers' alphas_cumprod are float32, which moves sigma(t=0) by 8e-5
     np.testing.assert_allclose(sigmas[:-1], karras(sigma_skip, TRAINING_SIGMAS[0], steps), rtol=2e-4)
+    assert sigmas[0] == pytest.approx(sigma_skip, rel=1e-6)
     assert sigmas[-1] == 0.0
     t_of_sigma = np.interp(np.log(sigmas[:-1]), np.log(TRAINING_SIGMAS), np.arange(1000))
     timesteps = torch.unique_consecutive(s.timesteps).numpy()
@@ -215,9 +174,32 @@ def test_karras_schedule(name, sigma_skip):
         np.testing.assert_allclose(timesteps, t_of_sigma, atol=2e-3)
     else:  # dpmsolver / unipc in Karras mode round it, as diffusers does
         np.testing.assert_array_equal(timesteps, np.round(t_of_sigma))
+    assert landing_sigma(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip) == \
+        pytest.approx(sigma_skip, rel=1e-6)
     assert dict(original.config) == config  # the caller's scheduler is left alone
     assert landing_sigma(original, nfe=budget_nfe(name, steps), start="noise", sigma_skip=sigma_skip) == \
         pytest.approx(sigma_skip, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dpmsolver", "unipc"])
+@pytest.mark.parametrize("sigma_skip", [40.0, 10.0, 2.0])
+def test_linear_in_t_schedule(name, sigma_skip):
+    """dpmsolver / unipc's default family: integer timesteps linear in t from the timestep nearest sigma_skip down to
+    0, as their own "linspace" spacing lays them from t = 999; the sigmas are the model's at those timesteps."""
+    s = budget_schedule(scheduler(name), nfe=7, start="jump", sigma_skip=sigma_skip)
+    t_skip = int(np.abs(np.log(TRAINING_SIGMAS) - np.log(sigma_skip)).argmin())
+    np.testing.assert_array_equal(s.timesteps.numpy(), np.round(np.linspace(0, t_skip, 8))[::-1][:-1])
+    np.testing.assert_allclose(s.sigmas[:-1].numpy(), TRAINING_SIGMAS[s.timesteps.numpy()], rtol=1e-4)
+    assert float(s.sigmas[-1]) == 0.0
+
+
+@pytest.mark.parametrize("sigma_skip", [40.0, 2.0])
+def test_log_snr_schedule(sigma_skip):
+    """dpmsolver's logsnr family: sigmas geometric (uniform in log-SNR) from sigma_skip down to sigma(t=0)."""
+    s = budget_schedule(scheduler("dpmsolver", "logsnr"), nfe=6, start="jump", sigma_skip=sigma_skip)
+    np.testing.assert_allclose(s.sigmas[:-1].numpy(), np.geomspace(sigma_skip, TRAINING_SIGMAS[0], 6), rtol=2e-4)
+    t_of_sigma = np.interp(np.log(s.sigmas[:-1].numpy()), np.log(TRAINING_SIGMAS), np.arange(1000))
+    np.testing.assert_array_equal(s.timesteps.numpy(), np.round(t_of_sigma))
 
 
 @pytest.mark.parametrize("name", ["ddim", "ddpm"])
@@ -249,8 +231,9 @@ def test_ddim_far_landing_is_an_error():
 def test_sigma_max_and_plain_landing():
     for name in SCHEDULERS:
         assert sigma_max(scheduler(name)) == pytest.approx(SIGMA_MAX, rel=1e-5)
-    for name in KARRAS:  # the plain schedule starts at sigma_max
-        assert landing_sigma(scheduler(name), nfe=5, start="plain") == pytest.approx(SIGMA_MAX, rel=1e-5)
+    for name, family in SAMPLERS:  # the plain schedule starts at sigma_max, except ddim / ddpm's leading spacing
+        if name not in ("ddim", "ddpm"):
+            assert landing_sigma(scheduler(name, family), nfe=5, start="plain") == pytest.approx(SIGMA_MAX, rel=1e-5)
     # ddim / ddpm with their default "leading" spacing start 10 steps lower at t = 900
     assert landing_sigma(scheduler("ddim"), nfe=10, start="plain") == pytest.approx(TRAINING_SIGMAS[900], rel=1e-5)
 
@@ -263,7 +246,7 @@ def test_sigma_max_and_plain_landing():
 def test_jump_lands_on_the_teleport(name, model_name):
     """The UNet's first input is the teleported pure noise at the landing sigma; for the point mass at the mean the
     jump is x -> mu + (sigma_skip / sigma_max) (x - mu), written out here."""
-    gaussian, z, sigma_skip = small_gaussian(), noise(3), 3.0
+    gaussian, z, sigma_skip = small_gaussian(16), noise(3), 3.0
     model = gaussian if model_name == "gaussian" else Gaussian.isotropic(gaussian.mean, 0.0)
     unet = OracleUNet(gaussian)
     sample_budget(unet, scheduler(name), z, nfe=3, start="jump", sigma_skip=sigma_skip, model=model)
@@ -280,7 +263,7 @@ def test_jump_lands_on_the_teleport(name, model_name):
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_noise_start(name):
     z, sigma_skip = noise(3), 3.0
-    unet = OracleUNet(small_gaussian())
+    unet = OracleUNet(small_gaussian(16))
     sample_budget(unet, scheduler(name), z, nfe=3, start="noise", sigma_skip=sigma_skip)
     landed = landing_sigma(scheduler(name), nfe=3, start="noise", sigma_skip=sigma_skip)
     first = unet.inputs[0][0].reshape(3, -1).to(F64) * np.sqrt(1 + landed**2)
@@ -292,7 +275,7 @@ def test_noise_start(name):
 JUMP_VS_NOISE = {"heun": (9, 15, 25)}
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC)
+@pytest.mark.parametrize("name", ["ddim", "euler", "heun", "dpmsolver", "unipc"])
 def test_oracle_jump_beats_noise(name):
     """At equal NFE and sigma_skip, the exact Gaussian jump lands closer to the exact ODE solution than the sampler
     started from plain noise, and the gap grows as sigma_skip falls (the data matter more there)."""
@@ -306,12 +289,33 @@ def test_oracle_jump_beats_noise(name):
         assert gaps[0] < gaps[1] < gaps[2], (nfe, gaps)
 
 
-@pytest.mark.parametrize("name", DETERMINISTIC)
+# dpmsolver / unipc with Karras or log-SNR spacing at 5 and 7 NFE: their plain error is not monotone in the budget
+# (3 to 4 times smaller at 7 NFE than at 11: the signed errors of the second-order multistep steps cancel), so a
+# shorter schedule after an exact jump is not always closer than plain there. The study measures those cells.
+ERRATIC = {("dpmsolver", "karras"), ("unipc", "karras"), ("dpmsolver", "logsnr")}
+
+
+@pytest.mark.parametrize(("name", "family"), DETERMINISTIC)
+def test_oracle_jump_is_no_worse_than_plain(name, family):
+    """With the exact Gaussian denoiser as the network, the jump to every sigma_skip of the study's grid lands at least
+    as close to the exact ODE endpoint as the plain sampler of the same family and NFE, at every budget of the grid
+    (but the erratic ones above at 5 and 7 NFE)."""
+    for nfe in (5, 7, 11, 21):
+        if (name, family) in ERRATIC and nfe <= 7:
+            continue
+        plain = oracle_error(name, nfe, "plain", family=family)
+        for sigma_skip in (80.0, 40.0, 20.0, 10.0, 5.0, 2.0):
+            jump = oracle_error(name, nfe, "jump", sigma_skip, family=family)
+            assert jump <= plain * (1 + 1e-3), (nfe, sigma_skip, jump, plain)
+        assert jump < plain, (nfe, jump, plain)  # and lower landings gain: not vacuous
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler", "heun", "dpmsolver", "unipc"])
 def test_oracle_jump_converges(name):
     """With many steps after the jump, the sampler reaches the exact solution: the landing and its VP/VE conversions
     are exact."""
-    nfe, bound = {"ddim": (30, 0.03), "euler": (100, 0.012), "heun": (51, 5e-3), "dpmsolver": (40, 2e-3),
-                  "unipc": (40, 1e-3)}[name]
+    nfe, bound = {"ddim": (30, 0.03), "euler": (100, 0.012), "heun": (51, 5e-3), "dpmsolver": (40, 4e-3),
+                  "unipc": (40, 4e-3)}[name]
     few = oracle_error(name, budget_nfe(name, 3), "jump", 5.0)
     many = oracle_error(name, nfe, "jump", 5.0)
     assert many < min(bound, few / 5), (few, many)
@@ -322,7 +326,7 @@ def test_oracle_ddpm_distribution():
     initial noise, so its output is Gaussian with a closed-form mean and covariance). Where the data matter
     (sigma_skip <= 2) the jump is closer by far more than the Monte Carlo error (~0.03 here); at sigma_skip = 10 the
     two starts differ by ~1 % of DDPM's own few-step error, either way, so that is not asserted."""
-    gaussian, n = small_gaussian(), 8000
+    gaussian, n = small_gaussian(16), 8000
     z = noise(n)
 
     def distance(nfe, start, sigma_skip):
@@ -348,7 +352,7 @@ def test_oracle_ddpm_distribution():
 
 
 def _bad_calls():
-    g = small_gaussian()
+    g = small_gaussian(16)
     z = noise(2)
     other = Gaussian.isotropic(torch.zeros(12, dtype=F64), 1.0)
     return [
@@ -358,7 +362,8 @@ def _bad_calls():
         ("nfe", dict(nfe=True), r"nfe = True: must be an integer >= 1"),
         ("nfe", dict(name="heun", nfe=4), r"nfe = 4: heun spends 2 \* steps - 1 evaluations.*nearest are 3 and 5"),
         ("nfe", dict(nfe=1001), r"nfe = 1001: needs 1001 plain steps: must be <= 1000"),
-        ("nfe", dict(name="ddpm", nfe=50, start="noise", sigma_skip=0.05), r"nfe = 50: needs 50 distinct timesteps"),
+        ("nfe", dict(name="ddpm", nfe=50, start="noise", sigma_skip=0.05),
+         r"nfe = 50: need 50 distinct timesteps in \[0, t = 11\]"),
         ("sigma_skip", dict(start="noise", sigma_skip=0.001), r"sigma_skip = 0.001: must be a number with sigma_min"),
         ("sigma_skip", dict(start="noise", sigma_skip=SIGMA_MAX * 1.001), r"< sigma_max = 157"),
         ("sigma_skip", dict(start="jump", sigma_skip=1e4, model=g), r"sigma_skip = 10000.0: must be"),
@@ -401,7 +406,7 @@ def test_bad_arguments_are_one_line():
 @pytest.mark.parametrize("name", ["ddpm", "heun", "dpmsolver"])
 @pytest.mark.parametrize("start", ["plain", "jump", "noise"])
 def test_seeded_does_not_depend_on_batching(name, start):
-    g = small_gaussian()
+    g = small_gaussian(16)
     kwargs = dict(shape=SHAPE, nfe=5, start=start, sigma_skip=None if start == "plain" else 4.0,
                   model=g if start == "jump" else None)
     whole = sample_budget_seeded(OracleUNet(g), scheduler(name), range(10, 17), batch_size=7, **kwargs)
@@ -415,11 +420,8 @@ def test_seeded_does_not_depend_on_batching(name, start):
 
 def test_conversions_are_the_named_ones(monkeypatch):
     """VP schedulers convert with hls.gaussian's vp_to_ve / ve_to_vp; euler / heun hold the VE sample throughout."""
-    calls = []
-    for fn in ("vp_to_ve", "ve_to_vp"):
-        original = getattr(budget, fn)
-        monkeypatch.setattr(budget, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
-    g = small_gaussian()
+    calls = record_conversions(monkeypatch, budget)
+    g = small_gaussian(16)
     for name in SCHEDULERS:
         for start, expected in (("jump", ["vp_to_ve", "ve_to_vp"]), ("noise", ["ve_to_vp"])):
             calls.clear()
@@ -436,6 +438,6 @@ def test_start_model_maps_the_study_starts():
     assert start == "jump" and torch.allclose(iso.eigvals, g.eigvals.mean().expand(6))
     start, point = budget.start_model("mean", g)
     x = torch.randn(3, 6, dtype=torch.float64)
-    torch.testing.assert_close(point.teleport(x, 80.0, 5.0), g.mean + (5.0 / 80.0) * (x - g.mean))  # the issue's map
+    torch.testing.assert_close(point.teleport(x, 80.0, 5.0), g.mean + (5.0 / 80.0) * (x - g.mean))
     with pytest.raises(ArgumentError, match="start = 'jump': must be one of plain, noise, gaussian"):
         budget.start_model("jump", g)

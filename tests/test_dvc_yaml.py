@@ -1,5 +1,5 @@
-"""dvc.yaml declares what each stage reads: every project module its script imports (transitively), every file its
-command names, every parameter it validates. Stage scripts name no data file themselves: paths come from `cmd`."""
+"""dvc.yaml and study/dvc.yaml declare what each stage reads: every project module its script imports (transitively),
+every file its command names, every parameter it validates. Stage scripts name no data file: paths come from `cmd`."""
 
 import ast
 import shlex
@@ -10,7 +10,7 @@ from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_FOLDERS = ("data/", "models/", "plots/", "metrics/")
+DATA_FOLDERS = ("data/", "models/", "plots/", "metrics/", "study/")
 # read by stages but not declared, because they never change results (batch sizes: round-off only)
 UNDECLARED = {"sampler.batch_size", "fid.batch_size"}
 
@@ -27,11 +27,27 @@ def script(stage) -> Path:
     return ROOT / next(token for token in shlex.split(stage.cmd) if token.startswith("stages/"))
 
 
-def local_file(module: str) -> Path | None:
-    """The project file of an imported module: ``hls.x`` -> hls/x.py, ``common`` -> stages/common.py."""
+def local_files(module: str) -> list[Path]:
+    """The project files an import of ``module`` runs: ``hls.x`` -> hls/__init__.py and hls/x.py, ``common`` ->
+    stages/common.py."""
     parts = module.split(".")
-    path = ROOT.joinpath(*parts).with_suffix(".py") if parts[0] == "hls" else ROOT / "stages" / f"{parts[0]}.py"
-    return path if path.is_file() else None
+    if parts[0] != "hls":
+        paths = [ROOT / "stages" / f"{parts[0]}.py"]
+    else:
+        paths = [ROOT / "hls/__init__.py"] + [ROOT.joinpath(*parts[:i]).with_suffix(".py") for i in
+                                               range(2, len(parts) + 1)]
+    return [path for path in paths if path.is_file()]
+
+
+def _nodes(tree):
+    """Every node of ``tree`` but those inside a module's ``__getattr__`` (imports there run on attribute access only,
+    as ``hls.TeleportPipeline``'s)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if not (isinstance(node, ast.FunctionDef) and node.name == "__getattr__"):
+            todo += list(ast.iter_child_nodes(node))
 
 
 def imported_files(path: Path) -> set[str]:
@@ -42,22 +58,22 @@ def imported_files(path: Path) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        for node in ast.walk(ast.parse(current.read_text())):
+        for node in _nodes(ast.parse(current.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             else:
                 continue
-            todo += [f for f in map(local_file, names) if f is not None]
+            todo += [f for name in names for f in local_files(name)]
     return {p.relative_to(ROOT).as_posix() for p in seen}
 
 
 def declared(stage) -> tuple[set[str], set[str], set[str]]:
-    """(file deps, outs, param keys) of a stage."""
-    deps = {d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)}
-    params = {key for d in stage.deps if isinstance(d, ParamsDependency) for key in d.params}
-    return deps, {o.def_path for o in stage.outs}, params
+    """(file deps, outs, param keys) of a stage; its params files count as file deps."""
+    params = [d for d in stage.deps if isinstance(d, ParamsDependency)]
+    deps = {d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)} | {d.def_path for d in params}
+    return deps, {o.def_path for o in stage.outs}, {key for d in params for key in d.params}
 
 
 def _keys(node) -> list[set[str]]:
@@ -72,13 +88,31 @@ def _keys(node) -> list[set[str]]:
     return []
 
 
+def _rule_keys(node, tables: dict) -> list[set[str]]:
+    """The keys of a ``validate`` rules argument: a table's name, ``A | B``, ``A if c else B`` (one of them runs)."""
+    if isinstance(node, ast.Name):
+        return tables.get(node.id, [])
+    if isinstance(node, ast.BinOp):
+        return _rule_keys(node.left, tables) + _rule_keys(node.right, tables)
+    if isinstance(node, ast.IfExp):
+        return [set().union(*_rule_keys(node.body, tables), *_rule_keys(node.orelse, tables))]
+    return _keys(node)
+
+
 def validated_keys(path: Path) -> list[set[str]]:
-    """Parameter keys a stage script checks in ``validate(p, "a.b", ..., choices={"c.d": ...})`` and
-    ``params_errors(p, name="e.f")`` calls, each as its set of alternatives."""
+    """Parameter keys a stage script (or a stage script it imports) checks, each as its set of alternatives: those of
+    the rules tables its ``validate(p, RULES)`` calls pass, and those ``params_errors(p, name="e.f")`` names."""
     keys = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("validate", "params_errors"):
-            keys += [k for arg in [*node.args, *(kw.value for kw in node.keywords)] for k in _keys(arg)]
+    for script in (ROOT / f for f in imported_files(path) if f.startswith("stages/") and f != "stages/common.py"):
+        tree = ast.parse(script.read_text())
+        tables = {target.id: _keys(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                  for target in node.targets if isinstance(target, ast.Name) and isinstance(node.value, ast.Dict)}
+        for node in ast.walk(tree):
+            name = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
+            if name == "validate" and len(node.args) > 1:
+                keys += _rule_keys(node.args[1], tables)
+            elif name == "params_errors":
+                keys += [k for kw in node.keywords for k in _keys(kw.value)]
     return keys
 
 
@@ -130,7 +164,20 @@ def test_every_fid_stage_declares_the_inception_weights_and_backend():
 
 def test_the_checks_see_what_they_check():
     """The helpers above find real imports and keys (so the tests above cannot pass vacuously)."""
-    assert {"stages/common.py", "hls/sampling.py", "hls/errors.py"} <= imported_files(ROOT / "stages/sample.py")
+    assert {"stages/common.py", "hls/__init__.py", "hls/sampling.py", "hls/errors.py"} <= imported_files(
+        ROOT / "stages/sample.py")
     keys = validated_keys(ROOT / "stages/sample.py")
-    assert all(k in keys for k in ({"seed"}, {"sweep.baseline", "skip"}, {"model.source"}, {"sampler.steps"}))
-    assert len(STAGES) >= 13 and "sweep@0" in STAGES
+    assert all(k in keys for k in ({"seed"}, {"model.source"}, {"sampler.steps"}, {"sweep.baseline", "skip"}))
+    mixture_keys = validated_keys(ROOT / "stages/cell_mixture.py")
+    assert {"mixtures.max_step"} in mixture_keys and {"fid.backend"} in mixture_keys and {"study.n"} in mixture_keys
+    assert len(STAGES) >= 13 and "sweep@0" in STAGES and "study/dvc.yaml:pareto" in STAGES
+
+
+def test_study_cells_depend_on_no_score_error_and_only_mixture_cells_on_the_mixtures():
+    """A study cell's code is only what it runs: an edit to the score error or to the mixtures re-runs none of the
+    Gaussian, plain and control cells."""
+    cells = {name: declared(stage)[0] for name, stage in STAGES.items() if "stages/cell.py" in declared(stage)[0]}
+    assert len(cells) > 300
+    for name, deps in cells.items():
+        assert "hls/score_error.py" not in deps, name
+        assert ("hls/mixture.py" in deps) == ("mixture@" in name), name

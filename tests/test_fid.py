@@ -257,3 +257,17 @@ def test_replicates_equal_pytorch_fid_on_each_resample(n, d):
     indices = np.vstack([np.arange(n), fid.bootstrap_indices(n, 4, seed=2)])  # the identity, then resamples
     expected = [calculate_frechet_distance(*stats(x[idx]), mu_ref, sigma_ref) for idx in indices]
     np.testing.assert_allclose(fid.fid_replicates(x, mu_ref, sigma_ref, indices), expected, rtol=1e-7)
+
+
+@pytest.mark.parametrize(("n", "d"), [(40, 64), (90, 64)])
+def test_fid_with_replicates_is_pytorch_fid_and_paired_resamples(n, d):
+    """The FID of the whole set (in sample space for n <= D) is pytorch-fid's; the replicates are those of the shared
+    bootstrap indices."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.3
+    ref = rng.normal(size=(300, d))
+    mu_ref, sigma_ref = ref.mean(0), np.cov(ref, rowvar=False)
+    value, replicates = fid.fid_with_replicates(x, mu_ref, sigma_ref, 30, seed=5)
+    expected = calculate_frechet_distance(x.mean(0), np.cov(x, rowvar=False), mu_ref, sigma_ref)
+    assert value == pytest.approx(expected, rel=1e-7)
+    np.testing.assert_array_equal(replicates, fid.fid_replicates(x, mu_ref, sigma_ref, fid.bootstrap_indices(n, 30, 5)))

@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
+from fakes import F64
 from hls.gaussian import (
     Gaussian,
     alpha_cumprod_from_sigma,
@@ -12,8 +13,6 @@ from hls.gaussian import (
     ve_to_vp,
     vp_to_ve,
 )
-
-F64 = torch.float64
 
 
 def random_gaussian(d=6, rank=3, seed=0):

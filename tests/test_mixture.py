@@ -6,10 +6,10 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
+from fakes import F64
 from hls.gaussian import Gaussian
 from hls.mixture import DeltaMixture, GaussianMixture, LowRankGaussian
 
-F64 = torch.float64
 SIGMAS = [0.002, 0.05, 0.7, 3.0, 80.0]
 
 

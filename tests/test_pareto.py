@@ -1,10 +1,10 @@
-"""hls.pareto: the study's table, summary and figure on synthetic cells with known answers."""
+"""hls.pareto: the study's table, landings, frontier and figure on synthetic cells with known answers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hls.pareto import COLUMNS, against_plain, figure, nfe_for_fid, summary
+from hls.pareto import COLUMNS, FRONTIER, LANDINGS, against_plain, figure, frontier, landings, nfe_for_fid
 from hls.study import compare
 
 
@@ -19,56 +19,83 @@ def test_nfe_for_fid_interpolates_in_log_nfe():
     assert nfe_for_fid([20, 5, 10], [10.0, 40.0, 20.0], 15.0) == pytest.approx(10 * 2 ** 0.5)  # any order
 
 
+# (start, sigma) -> {nfe: FID} of the synthetic study; the karras family is 10 % worse everywhere
+FIDS = {("plain", None): {5: 60.0, 10: 30.0}, ("gaussian", 20.0): {5: 50.0, 10: 29.5},
+        ("gaussian", 10.0): {5: 40.0, 10: 29.8}, ("gaussian", 5.0): {5: 45.0, 10: 29.0},
+        ("noise", 10.0): {5: 70.0, 10: 35.0}, ("gmm_kmeans", 5.0): {5: 35.0, 10: 28.0}}
+
+
 def cells():
-    """Synthetic study: ddim and euler at 5 and 10 NFE; plain, gaussian at sigma 10 and 5, noise at 10."""
+    """Synthetic study: dpmsolver in two families at 5 and 10 NFE, every start above; the mixture jump costs 4."""
     rng = np.random.default_rng(0)
     shared = rng.normal(1.0, 0.02, size=400)  # paired replicates: each set is its FID times the shared factor
-    fid = {("plain", None): {5: 60.0, 10: 30.0}, ("gaussian", 10.0): {5: 40.0, 10: 29.8},
-           ("gaussian", 5.0): {5: 45.0, 10: 29.0}, ("noise", 10.0): {5: 70.0, 10: 35.0}}
     rows, reps = [], []
-    for scheduler, scale in (("euler", 1.0), ("ddim", 1.1)):
-        for (start, sigma), by_nfe in fid.items():
+    for family, scale in (("default", 1.0), ("karras", 1.1)):
+        for (start, sigma), by_nfe in FIDS.items():
             for nfe, value in by_nfe.items():
-                f = value * scale
-                rows.append({"scheduler": scheduler, "nfe": nfe, "start": start, "sigma_skip": sigma, "fid": f,
-                             "ci_low": f - 1, "ci_high": f + 1, "n": 400, "landing_sigma": sigma})
+                f, cost = value * scale, 4.0 if start == "gmm_kmeans" else 0.01 if sigma else 0.0
+                rows.append({"scheduler": "dpmsolver", "family": family, "nfe": nfe, "start": start,
+                             "sigma_skip": sigma, "landing_sigma": sigma or 157.0, "fid": f, "fid_low": f - 1,
+                             "fid_high": f + 1, "n": 400, "jump_cost": cost, "compute": nfe + cost})
                 reps.append(f * (shared + rng.normal(0, 0.002, 400)))
     return pd.DataFrame(rows), reps
 
 
-def test_against_plain_pairs_each_cell_with_its_budget():
+def test_against_plain_pairs_each_cell_with_its_own_family_and_budget():
     df, reps = cells()
     table = against_plain(df, reps)
     assert list(table.columns) == COLUMNS and len(table) == len(df)
-    assert list(table.start[:4]) == ["plain", "gaussian", "gaussian", "noise"] and table.scheduler.iloc[0] == "ddim"
+    assert list(table.start[:4]) == ["plain", "gaussian", "gaussian", "gaussian"]
+    assert list(table.sigma_skip[1:4]) == [20.0, 10.0, 5.0] and table.family.iloc[0] == "default"
     assert table[table.start == "plain"].ratio.isna().all()
-    row = table.query("scheduler == 'euler' and nfe == 5 and sigma_skip == 10 and start == 'gaussian'")
-    i, j = row.index[0], df[(df.scheduler == "euler") & (df.nfe == 5) & (df.start == "plain")].index[0]
-    expected = compare(df.fid[i], reps[i], df.fid[j], reps[j])
-    assert row.ratio.iloc[0] == pytest.approx(40 / 60) and row.ratio_low.iloc[0] == expected["ratio_low"]
-    assert row.verdict.iloc[0] == "gain"
-    assert set(table[(table.start == "noise")].verdict) == {"loss"}
+    row = table.query("family == 'karras' and nfe == 5 and sigma_skip == 10 and start == 'gaussian'")
+    i = row.index[0]
+    j = df[(df.family == "karras") & (df.nfe == 5) & (df.start == "plain")].index[0]
+    assert row.ratio.iloc[0] == pytest.approx(40 / 60)  # against karras plain, not default plain (40 / 54.5)
+    assert row.ratio_low.iloc[0] == compare(df.fid[i], reps[i], df.fid[j], reps[j])["ratio_low"]
+    assert row.verdict.iloc[0] == "gain" and set(table[table.start == "noise"].verdict) == {"loss"}
+    noise = table.query("family == 'default' and nfe == 5 and start == 'noise'")
+    assert noise.ratio_vs_gaussian.iloc[0] == pytest.approx(70 / 40) and noise.verdict_vs_gaussian.iloc[0] == "loss"
+    assert table[table.start == "gaussian"].ratio_vs_gaussian.isna().all()
 
 
-def test_summary_picks_the_best_sigma_and_compares_controls_with_the_gaussian():
+def test_landings_flag_an_optimum_at_the_edge_of_the_grid():
+    df, reps = cells()
+    best = landings(against_plain(df, reps))
+    assert list(best.columns) == LANDINGS and len(best) == 4
+    default = best[best.family == "default"].set_index("nfe")
+    assert default.sigma_skip[5] == 10.0 and default.edge[5] == ""  # inside the grid 20, 10, 5
+    assert default.sigma_skip[10] == 5.0 and default.edge[10] == "bottom"  # the smallest sigma tried
+    assert default.sigmas_tried[5] == "5 10 20" and default.plain_fid[5] == 60.0
+    # the best teleport at 5 NFE (FID 40) equals the plain curve at 10 ** (log 5 + 2/3 log 2): saves 5 * (2^(2/3) - 1)
+    assert default.nfe_saved[5] == pytest.approx(5 * 2 ** (2 / 3) - 5, abs=0.01)
+    assert np.isnan(default.nfe_saved[10])  # 29 is below every plain FID: outside the curve
+
+
+def test_frontier_at_equal_nfe_and_at_equal_compute():
     df, reps = cells()
     table = against_plain(df, reps)
-    out = summary(table, reps)
-    euler = out["euler"]["nfe"]
-    assert euler["5"]["best"]["sigma_skip"] == 10.0 and euler["10"]["best"]["sigma_skip"] == 5.0
-    assert euler["5"]["best"]["verdict"] == "gain" and euler["5"]["plain"]["fid"] == 60.0
-    assert euler["10"]["best"]["ratio"] == pytest.approx(29 / 30)
-    assert euler["5"]["noise@10"]["ratio_vs_gaussian"] == pytest.approx(70 / 40)
-    assert euler["5"]["noise@10"]["verdict_vs_gaussian"] == "loss"
-    # the best teleport at 5 NFE (FID 40) equals the plain curve at 10 ** (log 5 + 2/3 log 2): saves 5 * (2^(2/3) - 1)
-    assert out["euler"]["nfe_saved"]["5"] == pytest.approx(5 * 2 ** (2 / 3) - 5, abs=0.01)
-    assert out["euler"]["nfe_saved"]["10"] is None  # 29 is below every plain FID: outside the curve
+    front = frontier(table, reps).set_index(["budget", "basis"])
+    assert list(front.reset_index().columns) == FRONTIER
+    # equal NFE: the mixture jump wins at 5 NFE, over every family
+    assert front.teleport[5, "nfe"] == "dpmsolver-default-5-gmm_kmeans-5" and front.plain[5, "nfe"] == \
+        "dpmsolver-default-5-plain"
+    assert front.ratio[5, "nfe"] == pytest.approx(35 / 60) and front.verdict[5, "nfe"] == "gain"
+    # equal compute: at 5 the mixture's 5 + 4 evaluations do not fit, the Gaussian's 5.01 do (rounded)
+    assert front.teleport[5, "compute"] == "dpmsolver-default-5-gaussian-10" and front.teleport_compute[
+        5, "compute"] == pytest.approx(5.01)
+    # at 10 the mixture's 10 + 4 do not fit: the Gaussian at 10 NFE (29) beats the mixture at 5 NFE (compute 9, 35)
+    assert front.teleport[10, "compute"] == "dpmsolver-default-10-gaussian-5"
+    assert front.teleport[10, "nfe"] == "dpmsolver-default-10-gmm_kmeans-5"
+    assert front.plain[10, "compute"] == "dpmsolver-default-10-plain"
 
 
-def test_figure_has_one_panel_per_scheduler(tmp_path):
+def test_figure_has_one_panel_per_sampler_and_the_frontier():
     df, reps = cells()
-    fig = figure(against_plain(df, reps), floor=20.0, path=tmp_path / "pareto.png")
-    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    assert [ax.get_title() for ax in fig.axes] == ["ddim", "euler"]
-    labels = {t.get_text() for t in fig.axes[-1].get_legend().get_texts()}
-    assert labels == {"plain sampler", "Gaussian teleport (best σ)", "noise (best σ)", "real data (floor)"}
+    table = against_plain(df, reps)
+    fig = figure(table, frontier(table, reps), floor=20.0)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["dpmsolver, default spacing", "dpmsolver, karras spacing", "frontier at equal NFE"]
+    labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert labels == {"plain sampler", "Gaussian jump (best σ)", "gmm_kmeans (best σ)", "noise (best σ)",
+                      "real data (floor)"}

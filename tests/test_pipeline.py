@@ -1,9 +1,8 @@
-"""End to end: the real `dvc` CLI on tiny params in a temporary git copy of the project."""
+"""End to end: the real `dvc` CLI on tiny params in a temporary git copy of the project: the default pipeline, the
+study pipeline, re-runs, experiments, refused params that must leave every previous output in place, a fresh clone."""
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,34 +10,26 @@ import pandas as pd
 import pytest
 import yaml
 
-from fakes import write_fashion_mnist
-
-ROOT = Path(__file__).resolve().parents[1]
+from fakes import ROOT, dvc, run, write_fashion_mnist
 
 TINY = {
     "skip": 1,
     "train": {"steps": 2, "batch_size": 16, "lr": 0.001, "warmup": 1, "ema_decay": 0.9, "snapshots": [0.5],
               "device": "cpu", "unet": {"block_out_channels": [8, 16], "layers_per_block": 1,
                                         "attention": [False, False], "norm_num_groups": 4}},
+    "mixtures": {"k": 2, "max_step": 0.5},
     "sampler": {"scheduler": "ddim", "steps": 4, "n": 8, "batch_size": 4},
     "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
+    "study": {"n": 8, "samplers": ["ddim-default"], "nfe": [2], "sigmas": [5],
+              "controls": {"samplers": ["ddim-default"], "starts": ["noise"], "sigmas": [5]}},
+    "teleport": {"sampler": "ddim-default"},
     "fid_ref": {"split": "test", "n": 16},
-    "study": {"schedulers": ["ddim"], "nfe": [2], "sigmas": [5], "controls": ["noise"], "control_sigmas": [5]},
     "fid": {"weights": "tf-fid-helper", "backend": "folded", "bootstrap": 20, "batch_size": 8},
-    "score_error": {"n": 4, "n_sigmas": 3, "space": "score", "threshold": 0.999, "lowrank": 4, "gmm_k": 2,
-                    "delta_n": 32},
+    "score_error": {"n": 4, "n_sigmas": 3, "space": "score", "threshold": 0.999, "lowrank": 4, "delta_n": 32},
 }
-
-
-def run(cwd, *args, check=True):
-    """Run a command with this interpreter's environment first on PATH (so stages' `python` is ours)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
-    return out
+TINY_STUDY = {"study": {"n": 8, "samplers": ["dpmsolver-karras"], "nfe": [3], "sigmas": [20, 5],
+                        "controls": {"samplers": ["dpmsolver-karras"], "starts": ["mean"], "sigmas": [5]},
+                        "mixtures": {"samplers": ["dpmsolver-karras"], "starts": ["gmm_kmeans"], "sigmas": [5]}}}
 
 
 def ran(output: str) -> set[str]:
@@ -46,10 +37,16 @@ def ran(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
-def set_params(repo: Path, **changes):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+def set_params(repo: Path, file="params.yaml", **changes):
+    params = yaml.safe_load((repo / file).read_text())
     params.update(changes)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / file).write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def snapshot(repo: Path, *paths) -> dict:
+    """{file: bytes} of every file under ``paths``."""
+    files = [f for p in paths for f in ([repo / p] if (repo / p).is_file() else sorted((repo / p).rglob("*")))]
+    return {f.relative_to(repo).as_posix(): f.read_bytes() for f in files if f.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -60,122 +57,169 @@ def repo(tmp_path_factory):
         shutil.copy(ROOT / name, repo / name)
     for folder in ("stages", "hls"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "study").mkdir()
+    shutil.copy(ROOT / "study/dvc.yaml", repo / "study/dvc.yaml")
+    (repo / "study/params.yaml").write_text(yaml.safe_dump(TINY_STUDY, sort_keys=False))
     source = tmp_path_factory.mktemp("fashion")
     write_fashion_mnist(source, n_train=64, n_test=48)
     set_params(repo, **TINY, data={"name": "fashion_mnist", "source_dir": str(source)})
     run(repo, "git", "init", "-q")
-    run(repo, sys.executable, "-m", "dvc", "init", "-q")
-    run(repo, sys.executable, "-m", "dvc", "config", "core.analytics", "false")
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "tiny copy")
     return repo
 
 
 def test_repro_runs_every_stage_then_nothing(repo):
-    first = run(repo, sys.executable, "-m", "dvc", "repro")
-    assert ran(first.stdout) >= {"data", "gaussian", "train", "fid_ref", "fid_floor", "sample", "fid", "sweep@0",
-                                 "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate",
-                                 "study_plain@ddim-2", "study_jump@ddim-2-5", "study_control@ddim-2-noise-5",
-                                 "study_fid_plain@ddim-2", "study_fid_jump@ddim-2-5",
-                                 "study_fid_control@ddim-2-noise-5", "pareto"}
-    fid = json.loads((repo / "metrics/fid.json").read_text())
-    assert fid["skip"] == 1 and fid["nfe"] == 3 and fid["n_samples"] == 8 and fid["fid"] > 0
+    first = dvc(repo, "repro")
+    assert ran(first.stdout) == {"data", "gaussian", "mixtures", "train", "fid_ref", "fid_floor", "sample", "fid",
+                                 "sweep@0", "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate",
+                                 "plain@ddim-default-2", "jump@ddim-default-2-5", "control@ddim-default-2-noise-5",
+                                 "pareto", "teleport", "plots_template"}
+    assert json.loads((repo / "metrics/fid.json").read_text()).keys() == {"fid", "fid_low", "fid_high", "nfe"}
+    fid = json.loads((repo / "data/fid.json").read_text())
+    assert fid["skip"] == 1 and fid["nfe"] == 3 and fid["n_samples"] == 8 and fid["fid_low"] < fid["fid"]
     table = (repo / "plots/fid_vs_skip.csv").read_text().splitlines()
     assert table[0].startswith("skip,sigma_skip,steps,nfe,fid") and len(table) == 3
-    sweep = json.loads((repo / "metrics/sweep.json").read_text())
-    assert {"free_skip", "nfe_saved", "predicted_skip", "fid_floor"} <= sweep.keys()
-    assert fid["fid_low"] < fid["fid"] < fid["fid_high"] and fid["bootstrap"] == 20
-    pareto = pd.read_csv(repo / "plots/pareto.csv")
+    assert json.loads((repo / "metrics/sweep.json").read_text()).keys() == {"free_skip", "nfe_saved"}
+    assert {"free_skip", "nfe_saved", "predicted_skip", "fid_floor", "vs_same_nfe"} <= json.loads(
+        (repo / "data/sweep.json").read_text()).keys()
+    pareto = pd.read_csv(repo / "plots/slice/pareto.csv")
     assert list(pareto.start) == ["plain", "gaussian", "noise"] and (pareto.nfe == 2).all() and (pareto.n == 8).all()
-    assert (pareto.ci_low < pareto.fid).all() and pareto.verdict[1:].isin(["gain", "tie", "loss"]).all()
-    summary = json.loads((repo / "metrics/pareto.json").read_text())
-    assert summary["schedulers"]["ddim"]["nfe"]["2"]["best"]["sigma_skip"] == 5
-    for image in ("fid_vs_skip.png", "samples.png", "score_error.png", "pareto.png"):
+    assert (pareto.fid_low < pareto.fid).all() and pareto.verdict[1:].isin(["gain", "tie", "loss"]).all()
+    assert (pareto.family == "default").all() and pareto.jump_cost[0] == 0 and pareto.jump_cost[1] > 0
+    landings = pd.read_csv(repo / "plots/slice/landings.csv")
+    assert landings.sigma_skip.tolist() == [5] and landings.edge.tolist() == ["top"]  # one sigma: top and bottom
+    assert set(json.loads((repo / "metrics/slice.json").read_text())["frontier"]["2"]) == {"nfe", "compute"}
+    for image in ("fid_vs_skip.png", "samples.png", "score_error.png", "slice/pareto.png"):
         assert (repo / "plots" / image).read_bytes()[:4] == b"\x89PNG"
-    assert ran(run(repo, sys.executable, "-m", "dvc", "repro").stdout) == set()
+    config = json.loads((repo / "data/teleport/model_index.json").read_text())
+    assert config["gaussian"] == ["hls.pipeline", "AnalyticComponent"] and config["landings"] == {
+        "ddim-default": {"2": 5.0}}
+    assert ran(dvc(repo, "repro").stdout) == set()
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "tiny run")
 
 
+def test_the_readme_example_runs_on_the_pipeline_folder(repo):
+    code = ("import torch\nfrom hls import TeleportPipeline\n"
+            "pipe = TeleportPipeline.from_pretrained('data/teleport')\n"
+            "out = pipe(batch_size=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))\n"
+            "print(out.sigma_skip, len(out.images), out.images[0].size)")
+    assert run(repo, sys.executable, "-c", code).stdout.split()[-4:] == ["5.0", "2", "(28,", "28)"]
+
+
 def test_forced_reruns_give_identical_bytes(repo):
-    """Re-running sampling, FID and score-error stages with unchanged inputs rewrites the same bytes, so DVC keeps
-    every downstream stage up to date and dvc.lock does not change."""
-    for stage in ("sample", "sweep@2", "sweep_fid@2", "fid_ref", "score_error"):
-        run(repo, sys.executable, "-m", "dvc", "repro", "-f", "-s", stage)
+    """Re-running sampling, FID, score-error and (plain) cell stages with unchanged inputs rewrites the same bytes, so
+    DVC keeps every downstream stage up to date and dvc.lock does not change."""
+    for stage in ("sample", "sweep@2", "sweep_fid@2", "fid_ref", "score_error", "plain@ddim-default-2", "mixtures"):
+        dvc(repo, "repro", "-f", "-s", stage)
     assert run(repo, "git", "status", "--porcelain").stdout == ""
-    assert ran(run(repo, sys.executable, "-m", "dvc", "repro").stdout) == set()
+    assert ran(dvc(repo, "repro").stdout) == set()
 
 
 def test_exp_show_has_no_timing_columns(repo):
-    shown = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--csv").stdout.splitlines()[0]
+    shown = dvc(repo, "exp", "show", "--csv").stdout.splitlines()[0]
     assert "fid" in shown.split(",") and not [c for c in shown.split(",") if "second" in c or "time" in c]
 
 
 def test_exp_run_skip_reruns_only_the_headline(repo):
-    out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "skip=2")
+    out = dvc(repo, "exp", "run", "-S", "skip=2")
     assert ran(out.stdout) == {"sample", "fid"}
-    assert json.loads((repo / "metrics/fid.json").read_text())["skip"] == 2
-    shown = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--json").stdout
-    assert '"skip": 2' in shown.replace(" ", "").replace('"skip":2', '"skip": 2')
-    diff = run(repo, sys.executable, "-m", "dvc", "metrics", "diff").stdout
+    assert json.loads((repo / "data/fid.json").read_text())["skip"] == 2
+    diff = dvc(repo, "metrics", "diff").stdout
     assert "metrics/fid.json" in diff and "fid" in diff
 
 
 def test_adding_a_sweep_value_runs_only_that_item(repo):
-    out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "sweep.skips=[0,2,3]")
+    out = dvc(repo, "exp", "run", "-S", "sweep.skips=[0,2,3]")
     assert ran(out.stdout) == {"sweep@3", "sweep_fid@3", "aggregate"}
 
 
-def test_adding_a_landing_sigma_runs_only_the_new_cells(repo):
-    out = run(repo, sys.executable, "-m", "dvc", "exp", "run", "-S", "study.sigmas=[5,2]")
-    assert ran(out.stdout) == {"study_jump@ddim-2-2", "study_fid_jump@ddim-2-2", "pareto"}
-    assert set(pd.read_csv(repo / "plots/pareto.csv").sigma_skip.dropna()) == {2, 5}
+def test_adding_a_landing_sigma_runs_only_the_new_cell(repo):
+    out = dvc(repo, "exp", "run", "-S", "study.sigmas=[5,2]")
+    assert {"jump@ddim-default-2-2", "pareto"} <= ran(out.stdout) <= {"jump@ddim-default-2-2", "pareto", "teleport"}
+    assert set(pd.read_csv(repo / "plots/slice/pareto.csv").sigma_skip.dropna()) == {2, 5}
 
 
 def test_changing_steps_invalidates_sampling_only(repo):
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
     set_params(repo, sampler={**TINY["sampler"], "steps": 5})
-    status = json.loads(run(repo, sys.executable, "-m", "dvc", "status", "--json").stdout)
+    status = json.loads(dvc(repo, "status", "--json").stdout)
     assert {"sample", "sweep@0", "sweep@2", "score_error"} <= status.keys()
-    assert not {"data", "gaussian", "train", "fid_ref"} & status.keys()
+    assert not {"data", "gaussian", "train", "fid_ref", "plain@ddim-default-2"} & status.keys()
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
 
 
-def test_fresh_clone_does_not_retrain(repo, tmp_path):
+def test_the_study_pipeline_runs_its_grid_and_keeps_its_results_in_git(repo):
+    run(repo, "git", "checkout", "-q", "--", ".")  # undo what the experiments above applied to the workspace
+    run(repo, "git", "clean", "-fdq")
+    dvc(repo, "checkout", "-f")
+    out = dvc(repo, "repro", "study/dvc.yaml")
+    cells = {"plain@dpmsolver-karras-3", "jump@dpmsolver-karras-3-20", "jump@dpmsolver-karras-3-5",
+             "control@dpmsolver-karras-3-mean-5", "mixture@dpmsolver-karras-3-gmm_kmeans-5"}
+    assert ran(out.stdout) == {f"study/dvc.yaml:{c}" for c in cells} | {"study/dvc.yaml:pareto"}
+    table = pd.read_csv(repo / "plots/study/pareto.csv")
+    assert (table.family == "karras").all() and len(table) == 5
+    mixture = table[table.start == "gmm_kmeans"].iloc[0]
+    assert mixture.jump_cost > 0 and mixture.compute == pytest.approx(3 + mixture.jump_cost, abs=0.01)
+    assert {"ratio_vs_gaussian", "verdict_vs_gaussian"} <= set(table.columns)
+    front = pd.read_csv(repo / "plots/study/frontier.csv")
+    assert list(front.basis) == ["nfe", "compute"] and front.plain[0] == "dpmsolver-karras-3-plain"
+    assert "3" in json.loads((repo / "metrics/pareto.json").read_text())["frontier"]
+    assert len(list((repo / "study/cells").glob("*.json"))) == 5
+    assert "study/cells" not in run(repo, "git", "check-ignore", "-v", "study/cells/x.json", check=False).stdout
+    assert dvc(repo, "status", "study/dvc.yaml").stdout.strip() == "Data and pipelines are up to date."
+    shown = next(iter(json.loads(dvc(repo, "metrics", "show", "--json").stdout).values()))["data"]  # the workspace
+    keys = [k for m in shown.values() for k in pd.json_normalize(m["data"]).columns]
+    assert "frontier.3.nfe" in keys and len(keys) <= 25, keys
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "tiny study")
+
+
+def test_a_fresh_clone_reproduces_everything_and_leaves_git_clean(repo, tmp_path):
+    """No DVC remote: a clone recomputes its cached outputs, reproduces every committed result to the byte (on the
+    same machine), and does not retrain; the study's committed cells are up to date afterwards."""
     run(tmp_path, "git", "clone", "-q", str(repo), "clone")
     clone = tmp_path / "clone"
-    assert ran(run(clone, sys.executable, "-m", "dvc", "repro", "data").stdout) == {"data"}
-    assert "up to date" in run(clone, sys.executable, "-m", "dvc", "status", "train").stdout
+    assert "train" not in ran(dvc(clone, "repro").stdout)
+    assert run(clone, "git", "status", "--porcelain").stdout == ""
+    assert dvc(clone, "status").stdout.strip() == "Data and pipelines are up to date."
 
 
 SAMPLE = "sample.py data/dataset/test_images.npy data/gaussian.safetensors data/bad"
 TRAIN = "train.py data/dataset/train_images.npy models/bad --loss plots/bad.csv --metrics plots/bad.json"
-STUDY = "study.py data/dataset/test_images.npy data/gaussian.safetensors data/bad"
+CELL = "cell.py data/dataset/test_images.npy data/fid_ref.safetensors data/bad.json --replicates data/bad.st"
 
 
 @pytest.mark.parametrize(("stage", "changes", "message"), [
-    (f"{SAMPLE} --preview plots/bad.png", {"skip": 4},
-     "skip = 4: must be an integer with 0 <= skip < sampler.steps = 4"),
+    (f"{SAMPLE} --preview plots/bad.png", {"skip": 4}, "skip = 4: must be an integer >= 0 and <= 3"),
     (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
      "sampler.scheduler = 'plms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc"),
     (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "n": 2.5}},
      "sampler.n = 2.5: must be an integer >= 1"),
     (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "steps": 2000}},
      "sampler.steps = 2000: must be <= 1000, the model's number of training timesteps"),
+    (f"{SAMPLE} --sweep-skip 7", {}, "sweep.skips = 7: each must be an integer in [0, sampler.steps = 4)"),
     (f"{SAMPLE} --sweep-skip 1", {"model": {"source": "models/none"}},
      "model.source = 'models/none': is not a local folder"),
-    ("aggregate.py data/sweep_fid data/fid_floor.json metrics/score_error.json --table plots/bad.csv "
-     "--figure plots/bad.png --metrics plots/bad.json", {"sweep": {**TINY["sweep"], "skips": [2, 3]}},
-     "sweep.skips = [2, 3]: must be a list of distinct integers in [0, sampler.steps = 4) that includes 0"),
+    ("aggregate.py data/sweep_fid data/fid_floor.json data/score_error.json --table plots/bad.csv "
+     "--figure plots/bad.png --record data/bad.json --metrics plots/bad.json",
+     {"sweep": {**TINY["sweep"], "skips": [2, 3]}},
+     "sweep.skips = [2, 3]: must be a list of distinct integers >= 0 that includes 0"),
     ("fid_ref.py data/dataset/test_images.npy data/bad", {"fid_ref": {"split": "test", "n": 100000}},
      "fid_ref.n = 100000: must be <= 48, the number of test images"),
-    (f"{STUDY} --scheduler heun --nfe 4", {}, "study.nfe = 4: heun spends 2 * steps - 1 evaluations, so only odd "
-                                              "budgets are reachable: the nearest are 3 and 5"),
-    (f"{STUDY} --scheduler plms --nfe 4", {}, "study.schedulers = 'plms': must be one of ddim, ddpm, euler"),
-    (f"{STUDY} --scheduler euler --nfe 4 --start gaussian --sigma-skip 500", {},
+    (f"{CELL} --sampler heun-default --nfe 4", {}, "study.nfe = 4: heun spends 2 * steps - 1 evaluations, so only "
+                                                   "odd budgets are reachable: the nearest are 3 and 5"),
+    (f"{CELL} --sampler plms-default --nfe 4", {}, "study.samplers = 'plms-default': must be one of ddim, ddpm"),
+    (f"{CELL} --sampler unipc-logsnr --nfe 4", {}, "study.samplers = 'unipc-logsnr': unipc supports default, karras"),
+    (f"{CELL} --sampler euler-default --nfe 4 --start gaussian --sigma-skip 500", {},
      "study.sigmas = 500.0: must be a number with sigma_min = "),
-    (f"{STUDY} --scheduler euler --nfe 4 --start cold --sigma-skip 5", {},
-     "study.controls = 'cold': each must be one of isotropic, mean, noise"),
+    (f"{CELL} --sampler euler-default --nfe 4 --start cold --sigma-skip 5 --axes study.controls", {},
+     "study.controls.starts = 'cold': each must be one of plain, noise, gaussian, isotropic, mean"),
+    (f"{CELL} --sampler euler-default --nfe 4", {"study": {**TINY["study"], "n": 1}},
+     "study.n = 1: must be an integer >= 2"),
     (TRAIN, {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
     (TRAIN, {"train": {**TINY["train"], "unet": {**TINY["train"]["unet"], "block_out_channels": []}}},
      "train.unet.block_out_channels = []: must be a non-empty list of positive integers"),
@@ -191,19 +235,41 @@ def test_bad_params_fail_early_and_write_nothing(repo, stage, changes, message):
     assert message in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert out.stderr.count("\n") == 1
-    assert not (repo / "data/bad").exists()
-    assert not list((repo / "plots").glob("bad*")) and not (repo / "models/bad").exists()
+    assert not list((repo / "data").glob("bad*")) and not list((repo / "plots").glob("bad*"))
+    assert not (repo / "models/bad").exists()
+
+
+@pytest.mark.parametrize(("stage", "changes", "outputs"), [
+    ("train", {"train": {**TINY["train"], "lr": -1.0}},
+     ["models/fashion_mnist-ddpm", "metrics/train.json", "plots/train_loss.csv"]),
+    ("aggregate", {"sweep": {**TINY["sweep"], "tolerance": 2.0}},
+     ["plots/fid_vs_skip.csv", "plots/fid_vs_skip.png", "metrics/sweep.json", "data/sweep.json"]),
+    ("sample", {"skip": 9}, ["data/headline", "plots/samples.png"]),
+])
+def test_a_refused_stage_leaves_its_previous_outputs_in_place(repo, stage, changes, outputs):
+    """dvc repro runs the stage, which refuses its params in one line: every output it had (the git-tracked model,
+    metrics and plots, and cached folders) is still there, byte for byte."""
+    run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    before = snapshot(repo, *outputs)
+    assert before and all(any(f.startswith(o) for f in before) for o in outputs)
+    set_params(repo, **changes)
+    try:
+        out = dvc(repo, "repro", "-s", stage, check=False)
+    finally:
+        run(repo, "git", "checkout", "-q", "--", "params.yaml")
+    assert out.returncode != 0 and "error: params.yaml: " in out.stderr
+    assert snapshot(repo, *outputs) == before
 
 
 def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     """The README's checkpoint comparison on the tiny model: an experiment on its EMA snapshot, then the collector."""
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
-    snapshot = "models/fashion_mnist-ddpm/snapshots/step-000001"
-    run(repo, sys.executable, "-m", "dvc", "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot}")
-    run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "HEAD", "--table", str(tmp_path / "c.csv"),
-        "--figure", str(tmp_path / "c.png"))
+    snapshot_dir = "models/fashion_mnist-ddpm/snapshots/step-000001"
+    dvc(repo, "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot_dir}", "aggregate", "fid")
+    run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "HEAD", "--table", tmp_path / "c.csv",
+        "--figure", tmp_path / "c.png")
     table = pd.read_csv(tmp_path / "c.csv")
     assert table.step.tolist() == [1, 1, 2, 2] and table.skip.tolist() == [0, 2, 0, 2]  # snapshot, then final
-    assert table.model.tolist()[:2] == [snapshot] * 2 and (table.fid > 0).all()
+    assert table.model.tolist()[:2] == [snapshot_dir] * 2 and (table.fid > 0).all()
     assert table.gaussian_ev_score.notna().all() and (table.gaussian_ev_score <= 1).all()
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

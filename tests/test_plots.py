@@ -1,16 +1,15 @@
-"""`dvc plots show/diff` offline: vega inline in the page, each plot once, the score views on log axes.
+"""`dvc plots show/diff` offline in a fresh clone: vega inline in the page, each plot once, the score views on log axes.
 
-A temporary git + DVC repository holds the project's dvc.yaml, params.yaml, .dvc/config and .dvc/plots/ templates,
-tiny CSVs and PNGs; `dvc repro plots_template` makes the page template as a fresh clone would.
+A temporary git + DVC repository holds the project's dvc.yaml files, params, .dvc/config, .dvc/plots/ templates and
+the committed page template plots/template.html, with tiny CSVs and PNGs in two commits; the tests run in a fresh
+`git clone` of it, with no `dvc repro`.
 """
 
 import csv
 import json
-import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -18,30 +17,13 @@ from pathlib import Path
 import pytest
 import vl_convert
 import yaml
+from plots_template import VEGA_LITE_MAJOR, vega_lite_version
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
-from plots_template import VEGA_LITE_MAJOR, vega_lite_version  # noqa: E402
+from fakes import ROOT, dvc, run
 
 SIGMAS = [0.01, 0.1, 1.0, 10.0, 100.0]
-VEGA_DIVS = {"FID_vs_NFE", "Score_approximation", "Equal-NFE_study", "Equal-NFE_study_full_grid",
-             "plots_train_loss_csv"}
-
-
-def run(cwd, *args):
-    """Run a command with this interpreter first on PATH (so the stage's `python` is ours); fail loudly."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
-    return out
-
-
-def dvc(cwd, *args):
-    return run(cwd, sys.executable, "-m", "dvc", *args)
-
+VEGA_DIVS = {"FID_vs_NFE", "Score_approximation", "Equal-NFE_study_slice", "Equal-NFE_study", "plots_train_loss_csv"}
+STUDIES = ("plots/slice/pareto.csv", "plots/study/pareto.csv")
 
 def write_png(path: Path, width=4, height=3):
     """A valid grey RGB PNG, no imaging library needed."""
@@ -78,12 +60,13 @@ def write_plots(repo: Path, scale: float):
          "baseline_steps": 10 - skip, "baseline_nfe": 10 - skip, "fid_baseline_same_nfe": 41 + skip}
         for skip in (0, 2, 4)])
     study = [
-        {"scheduler": scheduler, "nfe": nfe, "sigma_skip": sigma, "start": start, "fid": scale * fid,
-         "ci_low": scale * fid - 2, "ci_high": scale * fid + 2, "n": 500, "landing_sigma": sigma or 157.0,
-         "ratio": "", "ratio_low": "", "ratio_high": "", "verdict": ""}
-        for scheduler in ("ddim", "euler") for nfe in (5, 10)
+        {"scheduler": scheduler, "family": family, "nfe": nfe, "start": start, "sigma_skip": sigma,
+         "landing_sigma": sigma or 157.0, "fid": scale * fid, "fid_low": scale * fid - 2, "fid_high": scale * fid + 2,
+         "n": 500, "jump_cost": 0.01 if sigma else 0.0, "compute": nfe, "ratio": "", "ratio_low": "",
+         "ratio_high": "", "verdict": ""}
+        for scheduler, family in (("ddim", "default"), ("dpmsolver", "karras")) for nfe in (5, 10)
         for start, sigma, fid in (("plain", "", 200 / nfe), ("gaussian", 10.0, 150 / nfe), ("noise", 10.0, 300 / nfe))]
-    for path in ("plots/pareto.csv", "plots/study_full/pareto.csv"):
+    for path in STUDIES:
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         write_csv(repo / path, study)
     write_csv(repo / "plots/train_loss.csv", [{"step": step, "loss": scale / (step + 1)} for step in range(5)])
@@ -91,27 +74,26 @@ def write_plots(repo: Path, scale: float):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """The project's plot configuration in a fresh git + DVC repository, one commit, and changed CSVs on top."""
-    repo = tmp_path_factory.mktemp("plots")
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, repo / name)
-    for dep in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["plots_template"]["deps"]:
-        (repo / dep).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / dep, repo / dep)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for name in ["samples.png", "fid_vs_skip.png", "score_error.png", "pareto.png", "study_full/pareto.png",
+    """A fresh clone of a git + DVC repository with the project's plot configuration and two commits of plots."""
+    origin = tmp_path_factory.mktemp("plots")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", "study/dvc.yaml", "study/params.yaml",
+                 "plots/template.html"):
+        (origin / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, origin / name)
+    params = yaml.safe_load((origin / "params.yaml").read_text())
+    for name in ["samples.png", "fid_vs_skip.png", "score_error.png", "slice/pareto.png", "study/pareto.png",
                  *[f"sweep_samples/skip-{k}.png" for k in params["sweep"]["skips"]]]:
-        write_png(repo / "plots" / name)
-    write_plots(repo, scale=1.0)
-    run(repo, "git", "init", "-q")
-    dvc(repo, "init", "-q")
-    shutil.copy(ROOT / ".dvc/config", repo / ".dvc/config")
-    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
-    dvc(repo, "repro", "plots_template")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "plots")
-    write_plots(repo, scale=2.0)
-    return repo
+        write_png(origin / "plots" / name)
+    run(origin, "git", "init", "-q")
+    dvc(origin, "init", "-q")
+    shutil.copy(ROOT / ".dvc/config", origin / ".dvc/config")
+    shutil.copytree(ROOT / ".dvc/plots", origin / ".dvc/plots")
+    for scale in (1.0, 2.0):
+        write_plots(origin, scale=scale)
+        run(origin, "git", "add", "-A")
+        run(origin, "git", "commit", "-qm", f"plots at scale {scale}")
+    run(origin.parent, "git", "clone", "-q", str(origin), "clone")
+    return origin.parent / "clone"
 
 
 def page(repo: Path, *command) -> str:
@@ -155,11 +137,12 @@ def assert_compiles(spec: dict) -> str:
     return svg
 
 
-def test_template_stage_writes_an_offline_page(repo):
-    template = (repo / "data/plots_template.html").read_text(encoding="utf-8")
+def test_the_committed_page_template_is_offline_and_current(tmp_path):
+    template = (ROOT / "plots/template.html").read_text(encoding="utf-8")
     assert "{plot_divs}" in template and "{scripts}" not in template and 'charset="utf-8"' in template
     assert "window.vegaEmbed=" in template and "<script src" not in template
-    assert "plots_template" in (repo / "dvc.lock").read_text()
+    run(ROOT, sys.executable, ROOT / "stages/plots_template.py", tmp_path / "page.html")
+    assert (tmp_path / "page.html").read_text(encoding="utf-8") == template  # what the stage writes today
 
 
 def test_show_renders_each_plot_once_offline(repo):
@@ -171,25 +154,26 @@ def test_show_renders_each_plot_once_offline(repo):
     assert_log_score_views(score)
     assert len(score["data"]["values"]) == len(SIGMAS) * 3 * 2 * 2
     assert {row["rev"] for row in score["data"]["values"]} == {"workspace"}
-    for name in ("Score_approximation", "FID_vs_NFE", "Equal-NFE_study"):
+    for name in ("Score_approximation", "FID_vs_NFE", "Equal-NFE_study", "Equal-NFE_study_slice"):
         assert_compiles(views[name])
     study = views["Equal-NFE_study"]
-    assert study["facet"]["column"]["field"] == "scheduler" and len(study["data"]["values"]) == 12
+    assert study["facet"]["field"] == "sampler" and len(study["data"]["values"]) == 12
     assert study["spec"]["encoding"]["x"]["scale"]["type"] == "log"
 
 
-def test_diff_tells_revisions_apart(repo):
-    html = page(repo, "diff", "HEAD")
+@pytest.mark.parametrize("rev", ["HEAD", "HEAD~1"])
+def test_diff_tells_revisions_apart(repo, rev):
+    html = page(repo, "diff", rev)
     assert_offline_page(html)
     views = specs(html)
     assert set(views) == VEGA_DIVS
     score, fid, study = views["Score_approximation"], views["FID_vs_NFE"], views["Equal-NFE_study"]
     assert_log_score_views(score)
     for spec in (score, fid, study):
-        assert {row["rev"] for row in spec["data"]["values"]} == {"HEAD", "workspace"}
+        assert {row["rev"] for row in spec["data"]["values"]} == {rev, "workspace"}
     assert fid["encoding"]["strokeDash"]["field"] == "rev"
     for spec in (score, fid, study):
-        assert "HEAD" in assert_compiles(spec) and "workspace" in assert_compiles(spec)  # the revision legends
+        assert rev in assert_compiles(spec) and "workspace" in assert_compiles(spec)  # the revision legends
 
 
 @pytest.mark.skipif(not any(map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -19,15 +17,20 @@ from diffusers import (
 )
 from diffusers.utils.torch_utils import randn_tensor
 
-from fakes import ddpm_config, tiny_unet
+from fakes import (
+    F64,
+    TRAINING_ALPHAS_CUMPROD,
+    OracleUNet,
+    ddpm_config,
+    record_conversions,
+    sigma_of_timestep,
+    small_gaussian,
+    tiny_unet,
+)
 from hls import sampling
 from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, vp_to_ve
-from hls.sampling import SCHEDULERS, equal_nfe_steps, make_scheduler, nfe, sample, sample_seeded, sigma_skip
+from hls.sampling import SCHEDULERS, equal_nfe_steps, make_scheduler, nfe, sample, sample_seeded, skip_sigma
 
-F64 = torch.float64
-# The embedded pipeline's and google/ddpm-cifar10-32's training schedule.
-TRAINING = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                prediction_type="epsilon")
 # google/ddpm-cifar10-32's scheduler_config.json (written by diffusers 0.1: most keys absent).
 GOOGLE_JSON = {"_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1", "beta_end": 0.02,
                "beta_schedule": "linear", "beta_start": 0.0001, "clip_sample": True, "num_train_timesteps": 1000,
@@ -35,43 +38,11 @@ GOOGLE_JSON = {"_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1", "b
 VE_SAMPLE = ("euler", "heun")  # schedulers whose state is x0 + sigma * eps; the others hold sqrt(a) * that
 CLASSES = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteScheduler,
            "heun": HeunDiscreteScheduler, "dpmsolver": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
-
-
-def training_alphas_cumprod() -> np.ndarray:
-    """Independent of diffusers: prod_{s <= t} (1 - beta_s) for 1000 linear betas 1e-4..0.02."""
-    return np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
-
-
-def sigma_of_timestep(t) -> torch.Tensor:
-    """The VE sigma of a (possibly fractional) training timestep: log-sigma interpolated between integer ones."""
-    log_sigma = np.log(np.sqrt((1 - training_alphas_cumprod()) / training_alphas_cumprod()))
-    return torch.as_tensor(np.exp(np.interp(np.asarray(t, dtype=np.float64), np.arange(1000), log_sigma)))
-
-
-class OracleUNet(torch.nn.Module):
-    """The exact epsilon-predictor of Gaussian data: eps = (x_ve - E[x0 | x_ve]) / sigma, from Gaussian.denoise."""
-
-    def __init__(self, gaussian: Gaussian):
-        super().__init__()
-        self.gaussian = gaussian
-        self.calls = 0
-
-    def forward(self, x, t):  # x: the scheduler's model input, always the VP sample sqrt(a) * x_ve
-        self.calls += 1
-        sigma = sigma_of_timestep(float(t))
-        x_ve = vp_to_ve(x.reshape(x.shape[0], -1).to(F64), alpha_cumprod_from_sigma(sigma))  # [B, D]
-        eps = (x_ve - self.gaussian.denoise(x_ve, sigma)) / sigma
-        return SimpleNamespace(sample=eps.reshape(x.shape).to(x.dtype))
-
-
 SHAPE = (2, 2, 2)  # D = 8
 
 
-def small_gaussian() -> Gaussian:
-    g = torch.Generator().manual_seed(0)
-    d = int(np.prod(SHAPE))
-    eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))
-    return Gaussian(0.1 * torch.randn(d, generator=g, dtype=F64), torch.linspace(0.5, 0.02, d, dtype=F64), eigvecs)
+def gaussian_8() -> Gaussian:
+    return small_gaussian(8, mean_scale=0.1)
 
 
 def first_sigma_and_state(name, scheduler, noise):
@@ -106,7 +77,7 @@ def exact_answer(name, scheduler, gaussian, noise, steps):
 
 def oracle_errors(name, steps, skips, batch=64):
     """RMS distance to the exact answer of sample(skip=k) with the Gaussian oracle as the UNet, for each k."""
-    gaussian = small_gaussian()
+    gaussian = gaussian_8()
     scheduler = make_scheduler(name, ddpm_config(clip_sample=False))
     noise = torch.randn(batch, *SHAPE, generator=torch.Generator().manual_seed(1))
     exact = exact_answer(name, scheduler, gaussian, noise, steps)
@@ -128,7 +99,7 @@ def test_scheduler_keeps_the_model_noise_schedule(name, source):
         assert HeunDiscreteScheduler.from_config(config).config.beta_start != 1e-4
     scheduler = make_scheduler(name, config)
     assert type(scheduler) is CLASSES[name]
-    np.testing.assert_allclose(scheduler.alphas_cumprod.numpy(), training_alphas_cumprod(), rtol=1e-4)
+    np.testing.assert_allclose(scheduler.alphas_cumprod.numpy(), TRAINING_ALPHAS_CUMPROD, rtol=1e-4)
     assert scheduler.config.prediction_type == "epsilon"
     if name in ("ddim", "ddpm", "heun"):  # the model's clip_sample (True in all three sources), not the class default
         assert scheduler.config.clip_sample is True
@@ -152,11 +123,11 @@ def test_bad_arguments():
         make_scheduler("lms", config)
     with pytest.raises(ValueError, match="timestep_spacing"):
         make_scheduler("ddim", config, timestep_spacing="uniform")
-    scheduler, unet = make_scheduler("ddim", config), OracleUNet(small_gaussian())
+    scheduler, unet = make_scheduler("ddim", config), OracleUNet(gaussian_8())
     noise = torch.zeros(1, *SHAPE)
     for skip in (-1, 5, 6):
         with pytest.raises(ValueError, match=r"skip = -?\d: must be an integer with 0 <= skip < steps = 5"):
-            sample(unet, scheduler, noise, steps=5, skip=skip, gaussian=small_gaussian())
+            sample(unet, scheduler, noise, steps=5, skip=skip, gaussian=gaussian_8())
         with pytest.raises(ValueError, match=r"skip = .*0 <= skip < steps = 5"):
             nfe(scheduler, 5, skip)
     with pytest.raises(ValueError, match=r"steps = 0: must be an integer >= 1"):
@@ -164,7 +135,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"gaussian: skip = 2 > 0 needs the Gaussian"):
         sample(unet, scheduler, noise, steps=5, skip=2)
     with pytest.raises(ValueError, match=r"gaussian: dimension 8 != C\*H\*W = 12"):
-        sample(unet, scheduler, torch.zeros(1, 3, 2, 2), steps=5, skip=2, gaussian=small_gaussian())
+        sample(unet, scheduler, torch.zeros(1, 3, 2, 2), steps=5, skip=2, gaussian=gaussian_8())
     with pytest.raises(ValueError, match=r"steps = 1000: gives fewer distinct timesteps"):
         nfe(make_scheduler("dpmsolver", config), 1000, 0)
     with pytest.raises(ValueError, match=r"steps = 1001: must be <= 1000, the model's number of training timesteps"):
@@ -215,7 +186,7 @@ NFE_10 = {"ddim": (10, 7), "ddpm": (10, 7), "euler": (10, 7), "heun": (19, 13), 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_nfe_counts_unet_calls(name):
-    gaussian, scheduler = small_gaussian(), make_scheduler(name, ddpm_config(clip_sample=False))
+    gaussian, scheduler = gaussian_8(), make_scheduler(name, ddpm_config(clip_sample=False))
     counted = []
     for skip in (0, 3):
         unet = OracleUNet(gaussian)
@@ -229,12 +200,12 @@ def test_nfe_counts_unet_calls(name):
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
-def test_sigma_skip(name):
+def test_skip_sigma(name):
     scheduler = make_scheduler(name, ddpm_config())
     scheduler.set_timesteps(10)
     sigma_0, _ = first_sigma_and_state(name, scheduler, torch.zeros(1, 1))
-    assert sigma_skip(scheduler, 10, 0) == pytest.approx(sigma_0, rel=1e-6)
-    sigmas = [sigma_skip(scheduler, 10, k) for k in range(10)]
+    assert skip_sigma(scheduler, 10, 0) == pytest.approx(sigma_0, rel=1e-6)
+    sigmas = [skip_sigma(scheduler, 10, k) for k in range(10)]
     assert all(a > b for a, b in zip(sigmas, sigmas[1:]))
     assert sigmas[-1] == pytest.approx(last_sigma(name, scheduler), rel=1e-6)
     if name in ("euler", "heun"):  # Karras sigmas from sigma(t=999) to sigma(t=0), whatever the step count
@@ -249,7 +220,7 @@ def test_sigma_skip(name):
 def test_karras_sigma_matches_unet_timestep(name, skip):
     """The sigma the scheduler scales the sample by is the noise level of the timestep the UNet is given."""
     scheduler = make_scheduler(name, ddpm_config(clip_sample=False))
-    gaussian = small_gaussian()
+    gaussian = gaussian_8()
     oracle = OracleUNet(gaussian)
     seen = []
 
@@ -260,12 +231,12 @@ def test_karras_sigma_matches_unet_timestep(name, skip):
     sample(unet, scheduler, torch.randn(2, *SHAPE), steps=8, skip=skip, gaussian=gaussian)
     used, of_timestep = np.array(seen).T
     np.testing.assert_allclose(of_timestep, used, rtol=1e-4)
-    assert used[0] == pytest.approx(sigma_skip(scheduler, 8, skip), rel=1e-6)
+    assert used[0] == pytest.approx(skip_sigma(scheduler, 8, skip), rel=1e-6)
 
 
 def test_multistep_restart_history_at_begin_index():
     """After the teleport DPM-Solver++ restarts at first order; its last step (to sigma 0) is first order too."""
-    gaussian = small_gaussian()
+    gaussian = gaussian_8()
     scheduler = make_scheduler("dpmsolver", ddpm_config(clip_sample=False))
     orders = []
     for order, method in ((1, "dpm_solver_first_order_update"), (2, "multistep_dpm_solver_second_order_update")):
@@ -302,7 +273,7 @@ def test_oracle_teleport_never_adds_error_multistep_solvers(name, steps):
     """Multistep solvers restart at first order after the teleport: with >= 15 steps and the landing sigma >= 1 that
     never cost accuracy (below that it can, see hls/sampling.py)."""
     scheduler = make_scheduler(name, ddpm_config())
-    skips = [k for k in range(steps) if sigma_skip(scheduler, steps, k) >= 1]
+    skips = [k for k in range(steps) if skip_sigma(scheduler, steps, k) >= 1]
     errors = oracle_errors(name, steps, skips + [steps - 1])
     assert all(errors[k] <= errors[0] * (1 + 1e-3) for k in skips), errors
     assert errors[skips[-1]] < errors[0]  # the comparison is not vacuous
@@ -318,7 +289,7 @@ def test_oracle_converges_at_large_steps(name):
 def test_oracle_ddpm_distribution():
     """DDPM is stochastic: compare the distribution of its samples with the exact one (an affine image of the initial
     noise distribution N(0, I / a_0) in VE, so Gaussian with a closed-form mean and covariance)."""
-    gaussian, n = small_gaussian(), 20000
+    gaussian, n = gaussian_8(), 20000
     scheduler = make_scheduler("ddpm", ddpm_config(clip_sample=False))
     noise = torch.randn(n, *SHAPE, generator=torch.Generator().manual_seed(1))
 
@@ -367,11 +338,8 @@ def test_sample_seeded_does_not_depend_on_batching(name):
 
 def test_teleport_uses_named_conversions(monkeypatch):
     """VP schedulers convert with hls.gaussian's vp_to_ve / ve_to_vp; Karras ones teleport their VE state directly."""
-    calls = []
-    for fn in ("vp_to_ve", "ve_to_vp"):
-        original = getattr(sampling, fn)
-        monkeypatch.setattr(sampling, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
-    gaussian = small_gaussian()
+    calls = record_conversions(monkeypatch, sampling)
+    gaussian = gaussian_8()
     for name in SCHEDULERS:
         calls.clear()
         sample(OracleUNet(gaussian), make_scheduler(name, ddpm_config()), torch.randn(1, *SHAPE), steps=4,

@@ -12,9 +12,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
-from fakes import ddpm_config, tiny_unet  # noqa: E402
+from fakes import F64, ddpm_config, tiny_unet  # noqa: E402
 from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, vp_to_ve  # noqa: E402
-from hls.sampling import sigma_skip  # noqa: E402
+from hls.mixture import fit_mixtures  # noqa: E402
+from hls.sampling import skip_sigma  # noqa: E402
 from hls.score_error import (  # noqa: E402
     APPROXIMATIONS,
     COLUMNS,
@@ -25,10 +26,8 @@ from hls.score_error import (  # noqa: E402
     predicted_skip,
     score_errors,
     sigma_grid,
-    timestep_for_sigma,
 )
 
-F64 = torch.float64
 SHAPE = (1, 4, 4)  # [C, H, W], D = 16
 D = 16
 
@@ -143,16 +142,10 @@ def test_results_do_not_depend_on_batch_size_with_a_real_unet():
     assert not torch.equal(image_noise(SHAPE, [3], 10), image_noise(SHAPE, [3], 10, seed=1))
 
 
-def test_sigma_timestep_round_trip():
+def test_sigma_alpha_round_trip():
     ac = ddpm_alphas_cumprod()
     sigmas = sigma_from_alpha_cumprod(ac)  # [1000], increasing
-    for t in range(len(ac)):
-        assert timestep_for_sigma(ac, float(sigmas[t])) == t
     torch.testing.assert_close(alpha_cumprod_from_sigma(sigmas), ac.double(), rtol=1e-12, atol=0)
-    # off-grid sigmas: the nearest timestep in log σ, against a numpy brute force
-    log_model = np.log(sigmas.numpy())
-    for s in np.geomspace(1e-3, 1e3, 37):
-        assert timestep_for_sigma(ac, s) == int(np.argmin(np.abs(log_model - np.log(s))))
 
 
 def test_sigma_grid_spans_the_model_range():
@@ -183,16 +176,16 @@ def test_approximations_from_training_data():
     train = torch.cat([torch.randn(40, 5, generator=g, dtype=F64) + 4 * c for c in range(3)])  # [120, 5]
     labels = torch.arange(3).repeat_interleave(40)
     gauss = Gaussian.fit(train)
-    models = approximations(gauss, train, labels, rank=2, k=3, delta_n=50, seed=0)
+    models = approximations(gauss, fit_mixtures(train, labels, 3, seed=0), train[::2], rank=2)
     assert tuple(models) == APPROXIMATIONS
     assert models["lowrank"].rank == 2 and models["gmm_classes"].components == 3
-    assert models["delta"].points.shape == (50, 5)
+    assert models["delta"].points.shape == (60, 5) and models["gmm_kmeans"].components == 3
     torch.testing.assert_close(models["gmm_classes"].means[1], train[40:80].mean(0))
     # every model obeys Tweedie, which score_errors relies on
     x = torch.randn(4, 5, generator=g, dtype=F64) * 3
     for name, model in models.items():
         torch.testing.assert_close((model.denoise(x, 0.7) - x) / 0.7**2, model.score(x, 0.7), msg=name)
-    assert approximations(gauss, train, labels, rank=2, k=3, delta_n=None)["delta"].points.shape == (120, 5)
+    assert tuple(approximations(gauss, rank=2)) == APPROXIMATIONS[:4]
 
 
 def ev_frame(sigmas, gaussian_ev, other_ev):
@@ -232,7 +225,7 @@ def test_predicted_skip():
         predicted_skip(sigmas[::-1], 1.0)
     # with a real sampler's sigmas: skip k lands at sigmas[k] >= σ* and one more step would land below
     ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    steps = torch.tensor([sigma_skip(ddim, 20, k) for k in range(20)], dtype=torch.float64)
+    steps = torch.tensor([skip_sigma(ddim, 20, k) for k in range(20)], dtype=torch.float64)
     assert len(steps) == 20 and (steps.diff() < 0).all()
     k = predicted_skip(steps, 1.0)
     assert steps[k] >= 1.0 > steps[k + 1]
@@ -244,7 +237,8 @@ def test_plot_writes_a_png(data, tmp_path):
     _, timesteps = sigma_grid(ac, 5)
     df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0[:4], timesteps)
     path = tmp_path / "score_error.png"
-    fig = plot(df, path, threshold=0.99, sigma_star=critical_sigma(df, 0.99, approx="isotropic"))
+    fig = plot(df, threshold=0.99, sigma_star=critical_sigma(df, 0.99, approx="isotropic"))
+    fig.savefig(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 6
     assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == set(APPROXIMATIONS[:3])

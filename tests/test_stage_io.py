@@ -1,12 +1,14 @@
 """The stages' shared helpers: atomic outputs and one-line parameter errors."""
 
-import sys
+import importlib
 from pathlib import Path
 
 import pytest
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from common import RULES, atomic_path, fail, validate  # noqa: E402
+from common import atomic_path, choice, fail, integer, validate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("directory", [False, True])
@@ -32,28 +34,36 @@ def test_a_successful_write_replaces_a_folder_whole(tmp_path):
 
 
 def test_errors_name_key_value_and_range(capsys):
+    steps = {"sampler.steps": integer(1)}
+    rules = steps | {"skip": integer(0, lambda p: p["sampler"]["steps"] - 1),
+                     "sampler.scheduler": choice(("ddim", "euler"))}
     params = {"sampler": {"steps": 3, "scheduler": "ddim"}, "skip": 1}
-    validate(params, "sampler.steps", "skip", choices={"sampler.scheduler": ("ddim", "euler")})
+    validate(params, rules)
     for bad in (0, 2.0, True, "3"):
         with pytest.raises(SystemExit) as exit_:
-            validate({"sampler": {"steps": bad}}, "sampler.steps")
+            validate({"sampler": {"steps": bad}}, steps)
         assert exit_.value.code == 2
         assert capsys.readouterr().err == f"error: params.yaml: sampler.steps = {bad!r}: must be an integer >= 1\n"
     with pytest.raises(SystemExit):
-        validate({**params, "skip": 3}, "skip")
-    assert capsys.readouterr().err == (
-        "error: params.yaml: skip = 3: must be an integer with 0 <= skip < sampler.steps = 3\n")
+        validate({**params, "skip": 3}, rules)
+    assert capsys.readouterr().err == "error: params.yaml: skip = 3: must be an integer >= 0 and <= 2\n"
     with pytest.raises(SystemExit):
-        validate(params, choices={"sampler.scheduler": ("euler",)})
-    assert capsys.readouterr().err == "error: params.yaml: sampler.scheduler = 'ddim': must be one of euler\n"
+        validate({**params, "sampler": {"steps": 3, "scheduler": "lms"}}, rules, "study/params.yaml")
+    expected = "error: study/params.yaml: sampler.scheduler = 'lms': must be one of ddim, euler\n"
+    assert capsys.readouterr().err == expected
     with pytest.raises(SystemExit):
         fail("skip", -1, "must be >= 0")
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_every_key_of_params_yaml_that_has_a_rule_passes_it():
-    """The defaults satisfy the table (and the table names only keys that exist)."""
-    import yaml
-
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    validate(params, *RULES)
+@pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "stages").glob("*.py")))
+def test_the_committed_params_pass_every_stage_rule(script):
+    """Each stage's rules tables accept the committed params.yaml (and the study's params file its GRID_RULES): the
+    defaults are valid, and every rule names a key that exists."""
+    module = importlib.import_module(script)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name in dir(module):
+        if name.endswith("RULES"):
+            grid = name == "GRID_RULES"
+            for file in (["params.yaml", "study/params.yaml"] if grid else ["params.yaml"]):
+                validate(yaml.safe_load((ROOT / file).read_text()) if grid else params, getattr(module, name), file)

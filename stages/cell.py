@@ -1,0 +1,149 @@
+"""Stage plain / jump / control @ cell of the equal-NFE study: ``study.n`` images with exactly ``--nfe`` UNet
+evaluations by ``--sampler`` (scheduler-family, e.g. dpmsolver-karras) from ``--start`` (plain; noise; or a jump to
+``--sigma-skip`` with the Gaussian in ``--model``, or its isotropic or mean-only version), and their FID with bootstrap
+replicates, in one process. The record also carries the jump's cost in UNet evaluations of the same batch, measured
+here (the one value of a record that is not reproducible to the byte). Runs under ``torchrun`` (each rank samples its
+share of image indices; rank 0 scores and writes)."""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from common import atomic_path, check, choice, device, integer, load_params, params_errors, validate, write_json
+from hls import distributed
+from hls.budget import JUMPS, budget_schedule, landing_sigma, sample_budget_seeded, steps_for_nfe
+from hls.data import to_uint8
+from hls.fid import BACKENDS, WEIGHTS, activations, fid_with_replicates, inception, load_stats
+from hls.gaussian import Gaussian, gaussian_models
+from hls.models import load_sampler
+from hls.study import interval
+
+RULES = {"seed": integer(0), "sampler.batch_size": integer(1), "fid.batch_size": integer(1),
+         "fid.bootstrap": integer(10), "fid.weights": choice(WEIGHTS), "fid.backend": choice(BACKENDS)}
+GRID_RULES = {"study.n": integer(2)}  # in the study's params file (--grid)
+
+
+class Timed:
+    """``fn`` (a UNet, or an analytic model's teleport) with the wall seconds and number of its calls added up."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds, self.calls = fn, 0.0, 0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return out
+
+
+class TimedJump:
+    """An analytic model whose ``teleport`` is ``Timed``."""
+
+    def __init__(self, model):
+        self.model, self.teleport = model, Timed(model.teleport)
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def to(self, device):
+        self.model = self.model.to(device)
+        self.teleport.fn = self.model.teleport
+        return self
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("images", type=Path, help="real images [N, H, W, C] (.npy) whose shape the samples take")
+    parser.add_argument("ref", type=Path, help="reference Inception statistics (.safetensors)")
+    parser.add_argument("out", type=Path, help="the cell's JSON record")
+    parser.add_argument("--replicates", type=Path, required=True, help="its bootstrap replicate FIDs (.safetensors)")
+    parser.add_argument("--sampler", required=True, help="scheduler-family, a value of AXES.samplers")
+    parser.add_argument("--nfe", type=int, required=True, help="a value of study.nfe")
+    parser.add_argument("--start", default="plain", help="plain, noise or a jump: a value of AXES.starts")
+    parser.add_argument("--sigma-skip", type=float, help="the landing sigma, a value of AXES.sigmas")
+    parser.add_argument("--model", type=Path, help="the analytic model to jump with (.safetensors)")
+    parser.add_argument("--grid", default="params.yaml", help="the study's params file (study.n and the axes)")
+    parser.add_argument("--axes", default="study", help="AXES: the section of --grid the values above come from")
+    return parser.parse_args()
+
+
+def main(mixtures: dict | None = None):
+    """One cell; ``mixtures`` maps more jump starts to their loaders ``(path, params) -> model``."""
+    args = parse_args()
+    p, grid = load_params(), load_params(args.grid)
+    validate(p, RULES)
+    validate(grid, GRID_RULES, args.grid)
+    starts = ("plain", "noise", *JUMPS, *(mixtures or {}))
+    check(args.start in starts, f"{args.axes}.starts", args.start, f"each must be one of {', '.join(starts)}",
+          args.grid)
+    scheduler, _, family = args.sampler.partition("-")
+    n, batch_size, seed = grid["study"]["n"], p["sampler"]["batch_size"], p["seed"]
+    dev = device(p["device"])
+    image_shape = np.load(args.images, mmap_mode="r").shape[1:]  # [H, W, C]
+    sampler_key, budget_key = (f"{args.axes}.samplers", args.sampler), ("study.nfe", args.nfe)
+    with params_errors(grid, args.grid, scheduler=sampler_key, name=sampler_key, family=sampler_key, nfe=budget_key,
+                       steps=budget_key, sigma_skip=(f"{args.axes}.sigmas", args.sigma_skip)), \
+            params_errors(p, source="model.source", image_shape="data.name"):
+        steps = steps_for_nfe(scheduler, args.nfe)
+        unet, sampler = load_sampler(p["model"]["source"], scheduler, image_shape, steps, family or "default")
+        start = args.start if args.start in ("plain", "noise") else "jump"
+        budget_schedule(sampler, nfe=args.nfe, start=start, sigma_skip=args.sigma_skip)  # before any heavy work
+    if start == "jump":
+        model = (gaussian_models(Gaussian.load(args.model))[args.start] if args.start in JUMPS
+                 else mixtures[args.start](args.model, p))
+        model = TimedJump(model.to(dev))
+    else:
+        model = None
+
+    rank, world = distributed.init(dev)
+    dev = distributed.local_device(dev)
+    indices = distributed.shard(n, rank, world, block=batch_size)  # whole batches: identical bytes at any world size
+    network = Timed(unet.to(dev))
+    begin = time.perf_counter()
+    x = sample_budget_seeded(network, sampler, [seed + i for i in indices], shape=(image_shape[2], *image_shape[:2]),
+                             nfe=args.nfe, start=start, sigma_skip=args.sigma_skip, model=model,
+                             batch_size=batch_size, device=dev, progress=rank == 0)
+    x = distributed.gather(x, indices, n)
+    sampling = time.perf_counter() - begin
+    distributed.finish()
+    if rank != 0:
+        return
+    # the jump's cost: its seconds per batch over the seconds of one UNet evaluation of a batch
+    jump_cost = 0.0 if model is None else model.teleport.seconds / model.teleport.calls / (
+        network.seconds / network.calls)
+
+    begin = time.perf_counter()
+    net = inception(p["fid"]["weights"], p["fid"]["backend"]).to(dev)
+    features = activations(to_uint8(x), net, batch_size=p["fid"]["batch_size"], device=dev, progress=True)
+    scoring = time.perf_counter() - begin
+    begin = time.perf_counter()
+    fid, replicates = fid_with_replicates(features, *load_stats(args.ref), p["fid"]["bootstrap"], seed)
+    low, high = interval(fid, replicates)
+    bootstrap = time.perf_counter() - begin
+
+    record = {
+        "scheduler": scheduler, "family": family, "nfe": args.nfe, "start": args.start, "sigma_skip": args.sigma_skip,
+        "landing_sigma": round(landing_sigma(sampler, nfe=args.nfe, start=start, sigma_skip=args.sigma_skip), 6),
+        "steps": steps, "n": n, "seed": seed, "fid": round(fid, 4), "fid_low": round(low, 4),
+        "fid_high": round(high, 4), "jump_cost": float(f"{jump_cost:.2g}"), "n_ref": p["fid_ref"]["n"],
+        "ref_split": p["fid_ref"]["split"], "inception_weights": p["fid"]["weights"],
+        "inception_backend": p["fid"]["backend"], "bootstrap": p["fid"]["bootstrap"],
+    }
+    record["compute"] = round(args.nfe + record["jump_cost"], 2)
+    with atomic_path(args.replicates) as tmp:
+        save_file({"images": torch.from_numpy(replicates)}, str(tmp))
+    write_json(args.out, record)
+    timing = {"sampling": round(sampling, 2), "inception": round(scoring, 2), "bootstrap": round(bootstrap, 2)}
+    print(f"timing: {json.dumps(timing)}")  # seconds, for the log and bench/bench_study.py
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
