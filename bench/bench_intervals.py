@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from hls.budget import sample_budget_seeded, steps_for_nfe
+from hls.budget import prepare, sample_budget_seeded, steps_for_nfe
 from hls.data import to_uint8
 from hls.fid import activations, fid_with_replicates, inception, load_stats
 from hls.gaussian import Gaussian
@@ -39,8 +39,8 @@ def main():
     scheduler, _, family = args.sampler.partition("-")
     unet, sampler = load_sampler(args.model, scheduler, (28, 28, 1), steps_for_nfe(scheduler, args.nfe),
                                  family or "default")
-    gaussian, ref, net = Gaussian.load("data/gaussian.safetensors"), load_stats("data/fid_ref.safetensors"), inception(
-        backend="folded")
+    gaussian = Gaussian.load("data/gaussian.safetensors")
+    ref, net = load_stats("models/fashion_mnist-fid_ref.safetensors"), inception(backend="folded")
     arms = {"plain": {"start": "plain"}, "teleport": {"start": "jump", "sigma_skip": args.sigma_skip,
                                                        "model": gaussian}}
     rows = []
@@ -50,8 +50,8 @@ def main():
         seeds = range(block * args.n, (block + 1) * args.n)
         out = {}
         for arm, kwargs in arms.items():
-            x = sample_budget_seeded(unet, sampler, seeds, shape=(1, 28, 28), nfe=args.nfe,
-                                     batch_size=args.batch_size, **kwargs)
+            x = sample_budget_seeded(unet, prepare(sampler, nfe=args.nfe, **kwargs), seeds, shape=(1, 28, 28),
+                                     batch_size=args.batch_size)
             fid, replicates = fid_with_replicates(activations(to_uint8(x), net), *ref, args.bootstrap)
             out[arm] = (fid, replicates, interval(fid, replicates))
         ratio = compare(out["teleport"][0], out["teleport"][1], out["plain"][0], out["plain"][1])

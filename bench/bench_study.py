@@ -32,7 +32,7 @@ def run_cell(spec: str, grid: Path, out: Path) -> tuple[float, dict, dict]:
     sampler, nfe, start, *sigma = spec.split(":")
     script = "stages/cell_mixture.py" if start in MIXTURES else "stages/cell.py"
     model = f"data/mixtures/{start}.safetensors" if start in MIXTURES else "data/gaussian.safetensors"
-    command = [sys.executable, script, "data/dataset/test_images.npy", "data/fid_ref.safetensors",
+    command = [sys.executable, script, "data/dataset/test_images.npy", "models/fashion_mnist-fid_ref.safetensors",
                str(out / "cell.json"), "--replicates", str(out / "cell.safetensors"), "--sampler", sampler,
                "--nfe", nfe, "--start", start, "--grid", str(grid), "--model", model]
     if sigma:

@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from hls.moments import Moments
+
 F64 = torch.float64
 
 
@@ -102,5 +104,9 @@ class AnalyticModel:
 
     @classmethod
     def load(cls, path, **options):
-        """The model ``save`` wrote to ``path``; ``options`` are its constructor's other keywords."""
-        return cls(**load_file(str(path)), **options)
+        """The model ``save`` wrote to ``path``, or the one built from the exact image moments a fitting stage wrote
+        there (``hls.moments.Moments``, for models with ``from_moments``); ``options``: its other keywords."""
+        tensors = load_file(str(path))
+        if set(tensors) == set(Moments.FIELDS):
+            return cls.from_moments(Moments(**tensors), **options)
+        return cls(**tensors, **options)

@@ -7,3 +7,18 @@ class ArgumentError(ValueError):
     def __init__(self, name: str, value, allowed: str):
         super().__init__(f"{name} = {value!r}: {allowed}")
         self.name, self.value, self.allowed = name, value, allowed
+
+
+def check_integer(name: str, value, low: int = 1, high: int | None = None, allowed: str | None = None) -> int:
+    """``value`` when it is an integer (not a bool) in [low, high]; else the ArgumentError naming ``name`` (with
+    ``allowed``, or the range, as what is allowed)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        raise ArgumentError(name, value, allowed or f"must be an integer >= {low}" + (
+            "" if high is None else f" and <= {high}"))
+    return value
+
+
+def check_generators(generator, batch: int) -> None:
+    """A list of generators needs one per image of the batch."""
+    if isinstance(generator, list) and len(generator) != batch:
+        raise ArgumentError("generator", f"a list of {len(generator)}", f"needs one per image ({batch})")

@@ -8,53 +8,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from hls.analytic import F64, AnalyticModel, column_rows, sigma_column
+from hls.errors import ArgumentError
 from hls.gaussian import Gaussian
-
-
-def _nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int = 4096):
-    """Index of and squared distance to the nearest of ``centres [k, D]`` for each row of ``x [N, D]``."""
-    indices, dist2 = [], []
-    c2 = centres.square().sum(1)  # [k]
-    for rows in x.split(chunk):
-        r = rows.to(F64)  # [chunk, D]
-        d2 = (r.square().sum(1, keepdim=True) - 2 * r @ centres.T + c2).clamp_min(0)  # [chunk, k]
-        best = d2.min(1)
-        indices.append(best.indices)
-        dist2.append(best.values)
-    return torch.cat(indices), torch.cat(dist2)  # long [N], float64 [N]
-
-
-def _kmeans(x: torch.Tensor, k: int, seed: int, iters: int, chunk: int = 4096) -> torch.Tensor:
-    """Lloyd's k-means with k-means++ seeding on ``x [N, D]`` -> cluster index long ``[N]``.
-
-    An empty cluster keeps its centre; stops when the assignment no longer changes or after ``iters`` rounds.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    n, d = x.shape
-    # k-means++: each new centre drawn with probability proportional to its squared distance to the chosen ones
-    centres = x[torch.randint(n, (1,), generator=gen)].to(F64)  # [1, D]
-    dist2 = _nearest(x, centres, chunk)[1].cpu()  # [N] to the nearest chosen centre
-    for _ in range(1, k):
-        weights = dist2 if dist2.sum() > 0 else torch.ones_like(dist2)
-        new = x[torch.multinomial(weights, 1, generator=gen).to(x.device)].to(F64)  # [1, D]
-        centres = torch.cat([centres, new])
-        dist2 = torch.minimum(dist2, _nearest(x, new, chunk)[1].cpu())
-    # Lloyd: assign to the nearest centre, move each centre to its cluster's mean
-    assign = None
-    for _ in range(iters):
-        new = _nearest(x, centres, chunk)[0]
-        if assign is not None and torch.equal(new, assign):
-            break
-        assign = new
-        sums = torch.zeros(k, d, dtype=F64, device=x.device)
-        for rows, idx in zip(x.split(chunk), assign.split(chunk)):
-            sums.index_add_(0, idx, rows.to(F64))
-        counts = torch.bincount(assign, minlength=k)[:, None]  # [k, 1]
-        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
-    return assign
+from hls.moments import Moments, kmeans
 
 
 class GaussianMixture(AnalyticModel):
@@ -102,50 +62,22 @@ class GaussianMixture(AnalyticModel):
         return cls(torch.ones(1, dtype=F64), gaussian.mean[None], gaussian.eigvals[None], gaussian.eigvecs[None])
 
     @classmethod
-    def _from_groups(cls, groups: list[torch.Tensor], n: int) -> GaussianMixture:
-        """One ``Gaussian.fit`` per group of rows ``[N_k, D]``, weighted by ``N_k / n``."""
-        fits = [Gaussian.fit(rows) for rows in groups]
-        weights = torch.tensor([len(rows) / n for rows in groups], dtype=F64)
-        return cls(
-            weights,
-            torch.stack([g.mean for g in fits]),
-            torch.stack([g.eigvals for g in fits]),
-            torch.stack([g.eigvecs for g in fits]),
-        )
+    def from_moments(cls, moments: Moments, **options) -> GaussianMixture:
+        """One component per group of exact image moments (``hls.moments.Moments``), weighted by its share of the
+        images, each ``Gaussian.from_moments``; ``options``: the constructor's keywords."""
+        gaussians = [Gaussian.from_covariance(mean, cov) for mean, cov in zip(moments.means(), moments.covariances())]
+        return cls(moments.counts.to(F64) / moments.counts.sum(), torch.stack([g.mean for g in gaussians]),
+                   torch.stack([g.eigvals for g in gaussians]), torch.stack([g.eigvecs for g in gaussians]), **options)
 
     @classmethod
-    def fit_classes(cls, x: torch.Tensor, labels) -> GaussianMixture:
-        """One component per distinct label (in ascending label order): weight = class frequency, ``Gaussian.fit``.
-
-        ``x [N, D]``, ``labels [N]``; every class needs at least 2 samples (unbiased covariance).
-        """
-        labels = torch.as_tensor(labels).to(x.device)
-        if labels.shape != (x.shape[0],):
-            raise ValueError(f"labels: shape {tuple(labels.shape)} must be [N] = [{x.shape[0]}] to match x")
-        classes, counts = torch.unique(labels, return_counts=True)
-        if bool((counts < 2).any()):
-            sizes = dict(zip(classes.tolist(), counts.tolist()))
-            raise ValueError(f"labels: every class needs >= 2 samples, got counts {sizes}")
-        return cls._from_groups([x[labels == c] for c in classes], x.shape[0])
+    def fit_classes(cls, images, labels) -> GaussianMixture:
+        """One component per class of ``labels [N]`` (``class_moments``) of uint8 ``images [N, ...]``."""
+        return cls.from_moments(class_moments(images, labels))
 
     @classmethod
-    def fit_kmeans(cls, x: torch.Tensor, k: int, *, seed: int = 0, iters: int = 100) -> GaussianMixture:
-        """k-means (Lloyd, k-means++ seeding with ``seed``) on ``x [N, D]``, then one ``Gaussian.fit`` per cluster.
-
-        Weight = cluster frequency among the kept clusters; clusters with fewer than 2 points are dropped (their
-        covariance is undefined), so the mixture may have fewer than ``k`` components.
-        """
-        n = x.shape[0]
-        if not isinstance(k, int) or not 1 <= k <= n:
-            raise ValueError(f"k: {k!r} must be an integer in [1, N = {n}]")
-        if not isinstance(iters, int) or iters < 1:
-            raise ValueError(f"iters: {iters!r} must be an integer >= 1")
-        assign = _kmeans(x, k, seed, iters)
-        groups = [x[assign == j] for j in range(k)]
-        groups = [rows for rows in groups if len(rows) >= 2]
-        if not groups:
-            raise ValueError(f"k: no cluster of the {k} has 2 or more points")
-        return cls._from_groups(groups, sum(len(rows) for rows in groups))
+    def fit_kmeans(cls, images, k: int, *, seed: int = 0, iters: int = 100) -> GaussianMixture:
+        """One component per k-means cluster (``cluster_moments``) of uint8 ``images [N, ...]``."""
+        return cls.from_moments(cluster_moments(images, k, seed=seed, iters=iters))
 
     def _posterior(self, x: torch.Tensor, sigma, *, denoise: bool) -> torch.Tensor:
         """Σ_k r_k(x) [μ_k +] U_k diag(g_k) U_kᵀ (x - μ_k), g = λ/(λ+σ²) (denoise) or -1/(λ+σ²) (score).
@@ -317,7 +249,28 @@ class LowRankGaussian(AnalyticModel):
 MIXTURES = ("gmm_classes", "gmm_kmeans")  # the fitted mixtures by their names in the score error and the study
 
 
-def fit_mixtures(x: torch.Tensor, labels, k: int, *, seed: int = 0) -> dict[str, GaussianMixture]:
-    """``MIXTURES`` fitted to ``x [N, D]``: one Gaussian per class of ``labels [N]``, and one per k-means cluster."""
-    return {"gmm_classes": GaussianMixture.fit_classes(x, labels),
-            "gmm_kmeans": GaussianMixture.fit_kmeans(x, k, seed=seed)}
+def class_moments(images, labels) -> Moments:
+    """Exact moments of uint8 ``images [N, ...]`` per distinct label of ``labels [N]`` (ascending label order); every
+    class needs at least 2 images (unbiased covariance)."""
+    labels = torch.as_tensor(np.asarray(labels))
+    if labels.shape != (len(images),):
+        raise ArgumentError("labels", f"shape {tuple(labels.shape)}", f"must be [N] = [{len(images)}] to match images")
+    classes, index, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    if bool((counts < 2).any()):
+        raise ArgumentError("labels", dict(zip(classes.tolist(), counts.tolist())), "every class needs >= 2 images")
+    return Moments.of(images, index)
+
+
+def cluster_moments(images, k: int, *, seed: int = 0, iters: int = 100) -> Moments:
+    """Exact moments of uint8 ``images [N, ...]`` per cluster of ``hls.moments.kmeans``; clusters of fewer than 2
+    images are dropped (their covariance is undefined), so there may be fewer than ``k`` groups."""
+    moments = Moments.of(images, kmeans(images, k, seed=seed, iters=iters))
+    if not bool((moments.counts >= 2).any()):
+        raise ArgumentError("k", k, "no cluster has 2 or more images")
+    return moments.select(moments.counts >= 2)
+
+
+def fit_mixtures(images, labels, k: int, *, seed: int = 0) -> dict[str, Moments]:
+    """The exact moments of ``MIXTURES`` of uint8 ``images [N, ...]``: one group per class of ``labels [N]``, and one
+    per k-means cluster (``GaussianMixture.from_moments`` builds each mixture)."""
+    return {"gmm_classes": class_moments(images, labels), "gmm_kmeans": cluster_moments(images, k, seed=seed)}

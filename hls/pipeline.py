@@ -18,15 +18,18 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from hls.analytic import F64
-from hls.budget import budget_schedule, sample_budget
-from hls.errors import ArgumentError
+from hls.budget import prepare, sample_budget, steps_for_nfe
+from hls.errors import ArgumentError, check_generators, check_integer
 from hls.gaussian import Gaussian
 from hls.mixture import DeltaMixture, GaussianMixture, LowRankGaussian
 from hls.models import load_scheduler_config, load_unet
-from hls.schedules import family, make_scheduler, scheduler_name
+from hls.optimize import Optimized, evaluation_rule, sampler_table
+from hls.schedules import OPTIMIZABLE, Schedule, family, make_scheduler, scheduler_name
 
 MODELS = {cls.__name__: cls for cls in (Gaussian, LowRankGaussian, GaussianMixture, DeltaMixture)}
 OUTPUT_TYPES = ("pil", "np", "pt")
+# the optimizer's settings for ``sigma_skip="auto"``: teacher trajectories, candidate nodes, teacher substeps per node
+OPTIMIZER = {"teacher": 16, "size": 48, "substeps": 8}
 
 
 class AnalyticComponent(ModelMixin, ConfigMixin):
@@ -93,19 +96,21 @@ class TeleportPipeline(DiffusionPipeline):
 
     Components: ``unet`` (a ``UNet2DModel``), ``scheduler`` (a sampler of ``hls.schedules.SCHEDULERS`` in one of its
     spacing families, e.g. ``hls.schedules.make_scheduler``) and ``gaussian`` (an ``hls`` analytic model, such as
-    ``hls.gaussian.Gaussian``, or its ``AnalyticComponent``). ``landings`` (``landings_of``) and ``sigma_star`` (the
-    score-error stage's σ*) give ``sigma_skip="auto"`` its value.
+    ``hls.gaussian.Gaussian``, or its ``AnalyticComponent``). ``sigma_skip="auto"`` lands where ``landings``
+    (``landings_of``, the study's measured best) say for this sampler; without them, where the step-placement optimizer
+    (``hls.optimize``, settings ``optimizer``) puts the jump and the steps for the budget, kept in ``schedules``.
     """
 
     model_cpu_offload_seq = "unet"
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, gaussian, landings: dict | None = None,
-                 sigma_star: float | None = None):
+                 schedules: dict | None = None, optimizer: dict | None = None):
         super().__init__()
         if not isinstance(gaussian, AnalyticComponent):
             gaussian = AnalyticComponent.of(gaussian)
         self.register_modules(unet=unet, scheduler=scheduler, gaussian=gaussian)
-        self.register_to_config(landings=landings, sigma_star=sigma_star)
+        self.register_to_config(landings=landings, schedules=schedules, optimizer={**OPTIMIZER, **(optimizer or {})})
+        self._costs = None  # the optimizer's cost table, computed once for every budget
 
     @classmethod
     def from_model(cls, source: str, gaussian, sampler: str = "dpmsolver-default", **config) -> TeleportPipeline:
@@ -115,46 +120,63 @@ class TeleportPipeline(DiffusionPipeline):
         return cls(unet=load_unet(source), gaussian=gaussian, scheduler=make_scheduler(
             scheduler, load_scheduler_config(source), spacing_family or "default"), **config)
 
-    def auto_sigma(self, nfe: int) -> float:
-        """The landing ``sigma_skip="auto"`` takes at budget ``nfe``: the study's best for this scheduler and family,
-        interpolated in log NFE (clamped at the measured ends); without a study for them, σ*."""
+    def auto(self, nfe: int) -> tuple[float | None, Schedule | None]:
+        """``sigma_skip="auto"`` at budget ``nfe`` -> (landing, placed steps): the study's best landing for this
+        scheduler and family, interpolated in log NFE (clamped at the measured ends), on the family's steps (None);
+        without a study for them, the optimizer's (``optimized``)."""
         sampler = f"{scheduler_name(self.scheduler)}-{family(self.scheduler)}"
         measured = (self.config.landings or {}).get(sampler)
         if measured:
-            return interpolate_landing(measured, nfe)
-        if self.config.sigma_star is None:
-            raise ArgumentError("sigma_skip", "auto", f"needs a study landing for {sampler} (landings) or sigma_star "
-                                                      "in the pipeline's config; pass a number or None")
-        return float(self.config.sigma_star)
+            return interpolate_landing(measured, nfe), None
+        if scheduler_name(self.scheduler) not in OPTIMIZABLE:
+            raise ArgumentError("sigma_skip", "auto", f"needs a study landing for {sampler} (landings) or a sampler "
+                                                      f"whose steps can be placed ({', '.join(OPTIMIZABLE)}); pass a "
+                                                      "number or None")
+        return self.optimized(nfe)
+
+    def optimized(self, nfe: int) -> tuple[float | None, Schedule]:
+        """The optimizer's landing (None: no jump pays) and steps for budget ``nfe`` on this scheduler, from the
+        config's ``schedules`` or searched now (the cost table once, then a search per budget) and kept there, so
+        that ``save_pretrained`` keeps it."""
+        name = scheduler_name(self.scheduler)
+        kept = (self.config.schedules or {}).get(name, {}).get(str(nfe))
+        if kept is None:
+            steps_for_nfe(self.scheduler, nfe)  # a one-line error before the teacher runs
+            if self._costs is None:
+                self._costs = sampler_table(self.unet, self.scheduler, self.gaussian.analytic,
+                                            **self.config.optimizer, device=self._execution_device)
+            kept = self._costs.optimize(nfe, jump=True, **evaluation_rule(self.scheduler)).record()
+            schedules = {key: dict(value) for key, value in (self.config.schedules or {}).items()}
+            schedules.setdefault(name, {})[str(nfe)] = kept
+            self.register_to_config(schedules=schedules)
+        best = Optimized.of(kept)
+        return best.landing, best.schedule
 
     @torch.no_grad()
     def __call__(self, batch_size: int = 1, num_inference_steps: int = 20, sigma_skip="auto", generator=None,
                  output_type: str = "pil", return_dict: bool = True):
         """``batch_size`` images with exactly ``num_inference_steps`` UNet evaluations: after the jump from sigma_max
-        to ``sigma_skip`` ("auto": ``auto_sigma``; a number; None: the plain sampler, as diffusers' own pipelines),
+        to ``sigma_skip`` ("auto": ``auto``; a number; None: the plain sampler, as diffusers' own pipelines),
         on the scheduler's own spacing family over [sigma_skip -> 0]. ``generator``: one or a list of
         ``batch_size``. ``output_type``: "pil", "np" or "pt". Arguments are checked before any UNet evaluation."""
         if output_type not in OUTPUT_TYPES:
             raise ArgumentError("output_type", output_type, f"must be one of {', '.join(OUTPUT_TYPES)}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ArgumentError("batch_size", batch_size, "must be an integer >= 1")
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ArgumentError("generator", f"a list of {len(generator)}", f"needs one per image ({batch_size})")
-        sigma = self.auto_sigma(num_inference_steps) if isinstance(sigma_skip, str) and sigma_skip == "auto" \
-            else sigma_skip
-        start = "plain" if sigma is None else "jump"
-        budget_schedule(self.scheduler, nfe=num_inference_steps, start=start, sigma_skip=sigma)
-        model = None if start == "plain" else self.gaussian.analytic
+        check_integer("batch_size", batch_size)
+        check_generators(generator, batch_size)
+        sigma, schedule = self.auto(num_inference_steps) if isinstance(sigma_skip, str) and sigma_skip == "auto" \
+            else (sigma_skip, None)
         config = self.unet.config
         size = config.sample_size if isinstance(config.sample_size, (list, tuple)) else (config.sample_size,) * 2
         shape = (batch_size, config.in_channels, *size)
-        if model is not None and model.dim != math.prod(shape[1:]):
-            raise ArgumentError("gaussian", f"{type(model).__name__} of dimension {model.dim}",
-                                f"must have the dimension C*H*W = {math.prod(shape[1:])} of the UNet's images")
+        try:
+            budget = prepare(self.scheduler, nfe=num_inference_steps, start="plain" if sigma is None else "jump",
+                             sigma_skip=sigma, model=None if sigma is None else self.gaussian.analytic,
+                             dim=math.prod(shape[1:]), schedule=schedule, device=self._execution_device)
+        except ArgumentError as err:  # the pipeline's analytic model is its component `gaussian`
+            raise (ArgumentError("gaussian", err.value, err.allowed) if err.name == "model" else err) from None
 
         noise = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
-        x = sample_budget(self.unet, self.scheduler, noise, nfe=num_inference_steps, start=start, sigma_skip=sigma,
-                          model=model, generator=generator, progress=self.progress_bar)
+        x = sample_budget(self.unet, budget, noise, generator=generator, progress=self.progress_bar)
         images = (x / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             images = images.cpu().permute(0, 2, 3, 1).float().numpy()

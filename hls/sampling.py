@@ -13,19 +13,17 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
-from hls.errors import ArgumentError
+from hls.errors import ArgumentError, check_generators, check_integer
 from hls.gaussian import Gaussian, ve_to_vp, vp_to_ve
 from hls.schedules import SCHEDULERS, holds_ve, make_scheduler, noise_level, scheduler_name
 
-__all__ = ["SCHEDULERS", "equal_nfe_steps", "make_scheduler", "nfe", "sample", "sample_seeded", "seeded",
+__all__ = ["SCHEDULERS", "equal_nfe_steps", "make_scheduler", "nfe", "run", "sample", "sample_seeded", "seeded",
            "progress_loop", "set_steps", "skip_sigma"]
 
 
 def _check(steps, skip) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ArgumentError("steps", steps, "must be an integer >= 1")
-    if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip < steps:
-        raise ArgumentError("skip", skip, f"must be an integer with 0 <= skip < steps = {steps}")
+    check_integer("steps", steps)
+    check_integer("skip", skip, 0, steps - 1, f"must be an integer with 0 <= skip < steps = {steps}")
 
 
 def set_steps(scheduler, steps: int, skip: int = 0, device=None) -> int:
@@ -111,10 +109,7 @@ def sample(unet, scheduler, noise: torch.Tensor, *, steps: int, skip: int = 0, g
             raise ValueError(f"gaussian: dimension {gaussian.dim} != C*H*W = {noise[0].numel()} of the noise")
         scheduler_name(scheduler)  # skip > 0 supports SCHEDULERS only
         gaussian = gaussian.to(noise.device)
-    if isinstance(generator, list) and len(generator) != noise.shape[0]:
-        raise ValueError(f"generator: a list needs one generator per image ({noise.shape[0]}), got {len(generator)}")
-    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-
+    check_generators(generator, noise.shape[0])
     with torch.inference_mode():
         # timesteps of the full run; step `skip` starts at timestep index `begin`
         begin = set_steps(scheduler, steps, skip, device=noise.device)
@@ -125,10 +120,19 @@ def sample(unet, scheduler, noise: torch.Tensor, *, steps: int, skip: int = 0, g
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(begin)
         # the remaining steps: diffusers' own loop
-        for t in progress_loop(scheduler.timesteps[begin:], progress, desc=f"sample skip={skip}"):
-            eps = unet(scheduler.scale_model_input(x, t), t).sample
-            x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
+        x = run(unet, scheduler, x, scheduler.timesteps[begin:], generator=generator, progress=progress,
+                desc=f"sample skip={skip}")
     return x.clone()
+
+
+def run(unet, scheduler, x: torch.Tensor, timesteps, *, generator=None, progress=False, desc: str = "sample"):
+    """diffusers' own sampling loop: ``scheduler.step`` on the UNet's ``timesteps`` from the state ``x [B, C, H, W]``
+    (``generator`` feeds the stochastic schedulers' per-step noise; ``progress``: see ``progress_loop``)."""
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    for t in progress_loop(timesteps, progress, desc=desc):
+        eps = unet(scheduler.scale_model_input(x, t), t).sample
+        x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
+    return x
 
 
 def seeded(fn, seeds, *, shape, batch_size: int = 64, device="cpu", dtype=torch.float32, desc: str = "sample",
@@ -142,8 +146,7 @@ def seeded(fn, seeds, *, shape, batch_size: int = 64, device="cpu", dtype=torch.
     byte). ``shape`` is ``(C, H, W)``.
     """
     seeds = [int(s) for s in seeds]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ArgumentError("batch_size", batch_size, "must be an integer >= 1")
+    check_integer("batch_size", batch_size)
     out = torch.empty((len(seeds), *shape), dtype=torch.float32)
     bar = tqdm(total=len(seeds), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(seeds), batch_size):

@@ -31,15 +31,19 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from hls.errors import ArgumentError
 from hls.gaussian import alpha_cumprod_from_sigma, sigma_from_alpha_cumprod
 
-SCHEDULERS = ("ddim", "ddpm", "euler", "heun", "dpmsolver", "unipc")
-# name -> (class, the settings that define the sampler on top of the model's own config)
+SCHEDULERS = ("ddim", "ddpm", "euler", "heun", "dpmsolver", "unipc", "dpmsolver3", "unipc_bh1")
+# name -> (class, the settings that define the sampler on top of the model's own config; they tell apart two samplers
+# of one class)
 CLASSES = {
     "ddim": (DDIMScheduler, {}),  # eta = 0 is the default of DDIMScheduler.step
     "ddpm": (DDPMScheduler, {}),
     "euler": (EulerDiscreteScheduler, {}),
     "heun": (HeunDiscreteScheduler, {}),
-    "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "unipc": (UniPCMultistepScheduler, {}),
+    "dpmsolver": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),  # 2M
+    "unipc": (UniPCMultistepScheduler, {"solver_type": "bh2"}),
+    "dpmsolver3": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 3}),  # 3M
+    # UniPC-bh1: its B(h) = h is infinite on a last step into sigma 0 (NaN samples), so it ends at sigma_min
+    "unipc_bh1": (UniPCMultistepScheduler, {"solver_type": "bh1", "final_sigmas_type": "sigma_min"}),
 }
 # sampler -> {family: spacing}; the spacings are those below
 FAMILIES = {
@@ -49,7 +53,13 @@ FAMILIES = {
     "heun": {"default": "karras"},
     "dpmsolver": {"default": "linspace", "karras": "karras", "logsnr": "logsnr"},
     "unipc": {"default": "linspace", "karras": "karras"},
+    "dpmsolver3": {"default": "linspace"},
+    "unipc_bh1": {"default": "linspace"},
 }
+# samplers whose diffusers step takes any placed steps (``hls.optimize``); ddim's step always goes to t - T // N (a
+# fixed stride; DPM-Solver of order 1 is the same update), and ddpm is stochastic, which the optimizer's
+# deterministic teacher does not model
+OPTIMIZABLE = ("euler", "heun", "dpmsolver", "unipc", "dpmsolver3", "unipc_bh1")
 # spacing -> the diffusers config that makes set_timesteps(n) lay it out over the model's whole range
 _CONFIG = {
     "leading": {"timestep_spacing": "leading"},
@@ -105,8 +115,8 @@ def scheduler_name(scheduler) -> str:
         if scheduler not in SCHEDULERS:
             raise ArgumentError("scheduler", scheduler, f"must be one of {', '.join(SCHEDULERS)}")
         return scheduler
-    for name, (cls, _) in CLASSES.items():
-        if type(scheduler) is cls:
+    for name, (cls, settings) in CLASSES.items():
+        if type(scheduler) is cls and all(scheduler.config.get(k) == v for k, v in settings.items()):
             return name
     raise ArgumentError("scheduler", type(scheduler).__name__, f"must be a scheduler of {', '.join(SCHEDULERS)} "
                                                                "(hls.schedules.make_scheduler)")
@@ -158,24 +168,29 @@ def timestep_of_sigma(sigma, alphas_cumprod) -> np.ndarray:
     return ((1 - w) * low + w * (low + 1)).reshape(np.shape(sigma))
 
 
+def model_sigmas(alphas_cumprod) -> torch.Tensor:
+    """The VE sigma of every training timestep in float64: ``alphas_cumprod [T]`` -> ``[T]`` (increasing for DDPM)."""
+    return sigma_from_alpha_cumprod(torch.as_tensor(alphas_cumprod).detach().cpu())
+
+
 def nearest_timestep(alphas_cumprod, sigma) -> np.ndarray:
     """The integer training timestep whose sigma is nearest each of ``sigma`` in log sigma (ties: the smaller)."""
     query = np.asarray(sigma, dtype=np.float64)
     if not bool((query > 0).all()):
         raise ValueError(f"nearest_timestep: sigmas must be > 0, got {query.tolist()}")
-    log_model = np.log(sigma_from_alpha_cumprod(torch.as_tensor(alphas_cumprod).detach().cpu()).numpy())  # [T]
+    log_model = np.log(model_sigmas(alphas_cumprod).numpy())  # [T]
     return np.abs(log_model[:, None] - np.log(query.reshape(1, -1))).argmin(axis=0).reshape(query.shape)
 
 
 def sigma_min(scheduler) -> float:
     """The model's smallest VE sigma (training timestep 0): where every Karras or log-SNR schedule ends."""
-    return float(sigma_from_alpha_cumprod(scheduler.alphas_cumprod[0]))
+    return float(model_sigmas(scheduler.alphas_cumprod)[0])
 
 
 def sigma_max(scheduler) -> float:
     """The model's largest VE sigma (training timestep T - 1): where every jump starts, and where the plain schedule
     starts for every family but ddim / ddpm's "leading" one (which starts at t = (n - 1) T // n)."""
-    return float(sigma_from_alpha_cumprod(scheduler.alphas_cumprod[-1]))
+    return float(model_sigmas(scheduler.alphas_cumprod)[-1])
 
 
 def karras(sigma_hi: float, sigma_lo: float, n: int) -> np.ndarray:
@@ -202,7 +217,7 @@ class Schedule:
         return len(self.timesteps)
 
 
-def _end_sigma(scheduler) -> float:
+def end_sigma(scheduler) -> float:
     """The VE sigma the last step lands on: 0 (x0) or sigma_min, as the scheduler's config says."""
     if isinstance(scheduler, DDIMScheduler):
         return float(sigma_from_alpha_cumprod(scheduler.final_alpha_cumprod))
@@ -249,7 +264,7 @@ def layout(scheduler, steps: int, sigma_hi: float) -> Schedule:
     if kind not in FAMILIES[name].values():
         family(scheduler)  # raises, naming the families
     train = train_sigmas(scheduler.alphas_cumprod)  # [T] float32 values, as diffusers reads them
-    end = _end_sigma(scheduler)
+    end = end_sigma(scheduler)
     if kind in ("karras", "logsnr"):
         if kind == "karras":
             sigmas = karras(float(sigma_hi), float(train[0]), steps)
@@ -257,7 +272,7 @@ def layout(scheduler, steps: int, sigma_hi: float) -> Schedule:
             lo, hi = float(np.log(train[0])), float(np.log(np.float32(sigma_hi)))
             sigmas = np.exp(hi + np.linspace(0, 1, steps) * (lo - hi))
         timesteps = timestep_of_sigma(sigmas, scheduler.alphas_cumprod)
-        if name in ("dpmsolver", "unipc"):
+        if isinstance(scheduler, (DPMSolverMultistepScheduler, UniPCMultistepScheduler)):
             timesteps = timesteps.round().astype(np.int64)
         return Schedule(timesteps, np.append(sigmas, end), steps)
     top = int(nearest_timestep(scheduler.alphas_cumprod, sigma_hi))

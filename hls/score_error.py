@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from hls.analytic import F64
 from hls.errors import ArgumentError
-from hls.gaussian import Gaussian, gaussian_models, sigma_from_alpha_cumprod, ve_to_vp
+from hls.gaussian import Gaussian, gaussian_models, ve_to_vp
 from hls.mixture import MIXTURES, DeltaMixture, LowRankGaussian
-from hls.schedules import nearest_timestep
+from hls.schedules import model_sigmas, nearest_timestep
 
 APPROXIMATIONS = ("gaussian", "isotropic", "mean", "lowrank", "gmm_classes", "gmm_kmeans", "delta")  # approximations()
 SPACES = ("denoiser", "score")
@@ -35,11 +35,6 @@ COLUMNS = ("sigma", "timestep", "approx", "space", "metric", "value", "mean", "s
 
 
 # σ grid
-
-
-def model_sigmas(alphas_cumprod) -> torch.Tensor:
-    """VE sigma of every training timestep: ``alphas_cumprod [T]`` -> float64 ``[T]`` (increasing for DDPM)."""
-    return sigma_from_alpha_cumprod(torch.as_tensor(alphas_cumprod).detach().cpu())
 
 
 def sigma_grid(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,11 +16,12 @@ from safetensors.torch import save_file
 
 from common import atomic_path, check, choice, device, integer, load_params, params_errors, validate, write_json
 from hls import distributed
-from hls.budget import JUMPS, budget_schedule, landing_sigma, sample_budget_seeded, steps_for_nfe
+from hls.budget import JUMPS, prepare, sample_budget_seeded, steps_for_nfe
 from hls.data import to_uint8
 from hls.fid import BACKENDS, WEIGHTS, activations, fid_with_replicates, inception, load_stats
 from hls.gaussian import Gaussian, gaussian_models
-from hls.models import load_sampler
+from hls.models import check_compatible, load_scheduler_config, load_unet
+from hls.schedules import make_scheduler
 from hls.study import interval
 
 RULES = {"seed": integer(0), "sampler.batch_size": integer(1), "fid.batch_size": integer(1),
@@ -83,32 +84,31 @@ def main(mixtures: dict | None = None):
     starts = ("plain", "noise", *JUMPS, *(mixtures or {}))
     check(args.start in starts, f"{args.axes}.starts", args.start, f"each must be one of {', '.join(starts)}",
           args.grid)
+    check(args.start in ("plain", "noise") or args.model is not None, "--model", None,
+          f"the jump start {args.start} needs the analytic model's file", "the command line")
     scheduler, _, family = args.sampler.partition("-")
     n, batch_size, seed = grid["study"]["n"], p["sampler"]["batch_size"], p["seed"]
-    dev = device(p["device"])
+    dev = distributed.local_device(device(p["device"]))
     image_shape = np.load(args.images, mmap_mode="r").shape[1:]  # [H, W, C]
     sampler_key, budget_key = (f"{args.axes}.samplers", args.sampler), ("study.nfe", args.nfe)
     with params_errors(grid, args.grid, scheduler=sampler_key, name=sampler_key, family=sampler_key, nfe=budget_key,
                        steps=budget_key, sigma_skip=(f"{args.axes}.sigmas", args.sigma_skip)), \
             params_errors(p, source="model.source", image_shape="data.name"):
         steps = steps_for_nfe(scheduler, args.nfe)
-        unet, sampler = load_sampler(p["model"]["source"], scheduler, image_shape, steps, family or "default")
-        start = args.start if args.start in ("plain", "noise") else "jump"
-        budget_schedule(sampler, nfe=args.nfe, start=start, sigma_skip=args.sigma_skip)  # before any heavy work
-    if start == "jump":
-        model = (gaussian_models(Gaussian.load(args.model))[args.start] if args.start in JUMPS
-                 else mixtures[args.start](args.model, p))
-        model = TimedJump(model.to(dev))
-    else:
-        model = None
+        sampler = make_scheduler(scheduler, load_scheduler_config(p["model"]["source"]), family or "default")
+        start, model = (args.start, None) if args.start in ("plain", "noise") else ("jump", TimedJump(
+            gaussian_models(Gaussian.load(args.model))[args.start] if args.start in JUMPS
+            else mixtures[args.start](args.model, p)))
+        budget = prepare(sampler, nfe=args.nfe, start=start, sigma_skip=args.sigma_skip, model=model,
+                         dim=int(np.prod(image_shape)), device=dev)  # laid out and checked once, before the UNet
+        unet = load_unet(p["model"]["source"])
+        check_compatible(unet, image_shape)
 
     rank, world = distributed.init(dev)
-    dev = distributed.local_device(dev)
     indices = distributed.shard(n, rank, world, block=batch_size)  # whole batches: identical bytes at any world size
     network = Timed(unet.to(dev))
     begin = time.perf_counter()
-    x = sample_budget_seeded(network, sampler, [seed + i for i in indices], shape=(image_shape[2], *image_shape[:2]),
-                             nfe=args.nfe, start=start, sigma_skip=args.sigma_skip, model=model,
+    x = sample_budget_seeded(network, budget, [seed + i for i in indices], shape=(image_shape[2], *image_shape[:2]),
                              batch_size=batch_size, device=dev, progress=rank == 0)
     x = distributed.gather(x, indices, n)
     sampling = time.perf_counter() - begin
@@ -130,7 +130,7 @@ def main(mixtures: dict | None = None):
 
     record = {
         "scheduler": scheduler, "family": family, "nfe": args.nfe, "start": args.start, "sigma_skip": args.sigma_skip,
-        "landing_sigma": round(landing_sigma(sampler, nfe=args.nfe, start=start, sigma_skip=args.sigma_skip), 6),
+        "landing_sigma": round(budget.landing, 6),
         "steps": steps, "n": n, "seed": seed, "fid": round(fid, 4), "fid_low": round(low, 4),
         "fid_high": round(high, 4), "jump_cost": float(f"{jump_cost:.2g}"), "n_ref": p["fid_ref"]["n"],
         "ref_split": p["fid_ref"]["split"], "inception_weights": p["fid"]["weights"],

@@ -1,4 +1,5 @@
-"""Stage gaussian: fit N(mean, Σ) to the training images (flattened, in the model's [-1, 1] space)."""
+"""Stage gaussian: the exact moments of the training images (``hls.moments.Moments``: the same bytes on any machine),
+from which ``Gaussian.load`` builds N(mean, Σ) in the model's [-1, 1] space."""
 
 import argparse
 from pathlib import Path
@@ -6,19 +7,20 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic_path
-from hls.data import to_model
 from hls.gaussian import Gaussian
+from hls.moments import Moments
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("images", type=Path, help="uint8 training images [N, H, W, C] (.npy)")
-    parser.add_argument("out", type=Path, help="the fitted Gaussian (.safetensors)")
+    parser.add_argument("out", type=Path, help="their exact moments (.safetensors)")
     args = parser.parse_args()
     images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
-    gaussian = Gaussian.fit(to_model(images).flatten(1))  # [N, D]
+    moments = Moments.of(images)
     with atomic_path(args.out) as tmp:
-        gaussian.save(tmp)
+        moments.save(tmp)
+    gaussian = Gaussian.from_moments(moments)
     lam = gaussian.eigvals
     print(f"fitted D={gaussian.dim} Gaussian to {len(images)} images: trace {lam.sum():.1f}, "
           f"top eigenvalue {lam[0]:.2f}, {int((lam > 1e-6 * lam[0]).sum())} eigenvalues above 1e-6 of the top")

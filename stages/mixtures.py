@@ -1,5 +1,6 @@
-"""Stage mixtures: the Gaussian mixtures fitted to the training images (flattened, in the model's [-1, 1] space), one
-safetensors file each (``hls.mixture.MIXTURES``): one Gaussian per class, and one per k-means cluster."""
+"""Stage mixtures: the Gaussian mixtures of the training images (``hls.mixture.MIXTURES``: one Gaussian per class, and
+one per k-means cluster), each as the exact moments of its groups (``hls.moments``: the same bytes on any machine),
+one safetensors file each, from which ``GaussianMixture.load`` builds the mixture."""
 
 import argparse
 from pathlib import Path
@@ -7,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic_path, integer, load_params, validate
-from hls.data import to_model
 from hls.mixture import fit_mixtures
 
 RULES = {"seed": integer(0), "mixtures.k": integer(1)}
@@ -21,12 +21,12 @@ def main():
     args = parser.parse_args()
     p = load_params()
     validate(p, RULES)
-    x = to_model(np.load(args.images, mmap_mode="r")).flatten(1)  # [N, D]
-    mixtures = fit_mixtures(x, np.load(args.labels), p["mixtures"]["k"], seed=p["seed"])
+    images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
+    mixtures = fit_mixtures(images, np.load(args.labels), p["mixtures"]["k"], seed=p["seed"])
     with atomic_path(args.out, directory=True) as tmp:
         for name, mixture in mixtures.items():
             mixture.save(tmp / f"{name}.safetensors")
-            print(f"{name}: {mixture.components} components")
+            print(f"{name}: {len(mixture.counts)} components")
 
 
 if __name__ == "__main__":

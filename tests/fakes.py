@@ -27,27 +27,31 @@ TRAINING_SIGMAS = np.sqrt((1 - TRAINING_ALPHAS_CUMPROD) / TRAINING_ALPHAS_CUMPRO
 SIGMA_MAX = float(TRAINING_SIGMAS[-1])
 
 
-def sigma_of_timestep(t) -> float:
-    """The VE sigma of a (possibly fractional) training timestep: log-sigma interpolated between integer ones."""
-    return float(np.exp(np.interp(float(t), np.arange(1000), np.log(TRAINING_SIGMAS))))
+def sigma_of_timestep(t, alphas_cumprod=TRAINING_ALPHAS_CUMPROD) -> np.ndarray:
+    """The VE sigma of (possibly fractional) training timesteps ``t`` (a number or ``[B]``): log-sigma interpolated
+    between integer ones of ``alphas_cumprod`` (float64 ``[T]``), exact at integers up to round-off."""
+    a = np.asarray(torch.as_tensor(alphas_cumprod, dtype=F64))
+    log_sigmas = 0.5 * np.log((1 - a) / a)
+    return np.exp(np.interp(np.asarray(torch.as_tensor(t, dtype=F64)), np.arange(len(a)), log_sigmas))
 
 
 class OracleUNet(torch.nn.Module):
     """The exact epsilon-predictor of Gaussian data, eps = (x_ve - E[x0 | x_ve]) / sigma, counting its calls and
-    keeping its inputs. Its input is the scheduler's model input, the VP sample sqrt(a) * x_ve for every sampler."""
+    keeping its inputs. Its input is the scheduler's model input, the VP sample sqrt(a) * x_ve for every sampler; its
+    timestep one for the batch or one per image ``[B]``, on the noise schedule ``alphas_cumprod``."""
 
-    def __init__(self, gaussian: Gaussian):
+    def __init__(self, gaussian: Gaussian, alphas_cumprod=TRAINING_ALPHAS_CUMPROD):
         super().__init__()
-        self.gaussian = gaussian
+        self.gaussian, self.alphas_cumprod = gaussian, alphas_cumprod
         self.calls = 0
         self.inputs = []  # (model input, timestep) of every call
 
     def forward(self, x, t):
         self.calls += 1
-        self.inputs.append((x.clone(), float(t)))
-        sigma = sigma_of_timestep(t)
-        x_ve = x.reshape(x.shape[0], -1).to(F64) * np.sqrt(1 + sigma**2)  # [B, D]
-        eps = (x_ve - self.gaussian.denoise(x_ve, sigma)) / sigma
+        self.inputs.append((x.clone(), float(t) if torch.as_tensor(t).ndim == 0 else torch.as_tensor(t).clone()))
+        sigma = torch.as_tensor(sigma_of_timestep(t, self.alphas_cumprod), dtype=F64).reshape(-1, 1)  # [B|1, 1]
+        x_ve = x.reshape(x.shape[0], -1).to(F64) * (1 + sigma**2).sqrt()  # [B, D]
+        eps = (x_ve - self.gaussian.denoise(x_ve, sigma[:, 0])) / sigma
         return SimpleNamespace(sample=eps.reshape(x.shape).to(x.dtype))
 
 

@@ -13,8 +13,7 @@ from fakes import F64, SIGMA_MAX, TRAINING_SIGMAS, OracleUNet, ddpm_config, reco
 from hls import budget
 from hls.budget import (
     budget_nfe,
-    budget_schedule,
-    landing_sigma,
+    prepare,
     sample_budget,
     sample_budget_seeded,
     steps_for_nfe,
@@ -32,6 +31,13 @@ SHAPE = (1, 4, 4)  # D = 16
 
 def scheduler(name: str, family: str = "default"):
     return make_scheduler(name, ddpm_config(clip_sample=False), family)
+
+
+def laid_out(s, **kwargs):
+    """``prepare`` for checks of a schedule or a landing: a jump gets a Gaussian of the test's dimension."""
+    if kwargs.get("start") == "jump":
+        kwargs.setdefault("model", small_gaussian(16))
+    return prepare(s, **kwargs)
 
 
 def noise(batch: int, seed: int = 1) -> torch.Tensor:
@@ -77,8 +83,8 @@ def oracle_error(name, nfe, start, sigma_skip=None, batch=128, family="default")
     """
     gaussian, z = small_gaussian(16), noise(batch)
     model = gaussian if start == "jump" else None
-    x = sample_budget(OracleUNet(gaussian), scheduler(name, family), z, nfe=nfe, start=start, sigma_skip=sigma_skip,
-                      model=model)
+    budget = prepare(scheduler(name, family), nfe=nfe, start=start, sigma_skip=sigma_skip, model=model)
+    x = sample_budget(OracleUNet(gaussian), budget, z)
     return rms(x, gaussian.teleport(start_state(name, z), SIGMA_MAX, 0.0))
 
 
@@ -108,11 +114,11 @@ def test_nfe_counts_unet_calls(name, family):
     for nfe in BUDGETS.get(name, (1, 2, 5, 8)):
         for start, sigma_skip in (("plain", None), ("jump", 10.0), ("noise", 10.0), ("jump", 0.5)):
             unet = OracleUNet(gaussian)
-            sample_budget(unet, scheduler(name, family), noise(2), nfe=nfe, start=start, sigma_skip=sigma_skip,
-                          model=gaussian if start == "jump" else None)
+            prepared = prepare(scheduler(name, family), nfe=nfe, start=start, sigma_skip=sigma_skip,
+                               model=gaussian if start == "jump" else None)
+            sample_budget(unet, prepared, noise(2))
             assert unet.calls == nfe, (start, sigma_skip)
-            assert len(budget_schedule(scheduler(name, family), nfe=nfe, start=start,
-                                       sigma_skip=sigma_skip).timesteps) == nfe
+            assert len(prepared.sampler.timesteps) == nfe
 
 
 @pytest.mark.parametrize("name", ["dpmsolver", "unipc"])
@@ -120,11 +126,11 @@ def test_repeated_rounded_timesteps(name):
     """Landing near sigma_min, dpmsolver / unipc round several Karras sigmas to the same timestep: the budget still
     starts at index 0 (set_begin_index) and spends one evaluation per sigma."""
     gaussian = small_gaussian(16)
-    s = budget_schedule(scheduler(name, "karras"), nfe=3, start="jump", sigma_skip=0.012)
+    s = laid_out(scheduler(name, "karras"), nfe=3, start="jump", sigma_skip=0.012).sampler
     assert s.timesteps[0] == s.timesteps[1]
     unet = OracleUNet(gaussian)
-    x = sample_budget(unet, scheduler(name, "karras"), noise(2), nfe=3, start="jump", sigma_skip=0.012,
-                      model=gaussian)
+    x = sample_budget(unet, prepare(scheduler(name, "karras"), nfe=3, start="jump", sigma_skip=0.012, model=gaussian),
+                      noise(2))
     assert unet.calls == 3 and bool(x.isfinite().all())
 
 
@@ -141,7 +147,7 @@ def test_plain_is_diffusers_loop(name, family):
     x, unet = z * s.init_noise_sigma, OracleUNet(gaussian)
     for t in s.timesteps:
         x = s.step(unet(s.scale_model_input(x, t), t).sample, t, x, **kwargs).prev_sample
-    ours = sample_budget(OracleUNet(gaussian), scheduler(name, family), z, nfe=nfe, start="plain",
+    ours = sample_budget(OracleUNet(gaussian), prepare(scheduler(name, family), nfe=nfe, start="plain"), z,
                          generator=torch.Generator().manual_seed(3))
     assert unet.calls == nfe
     assert torch.equal(ours, x)
@@ -162,7 +168,7 @@ def test_karras_schedule(name, family, sigma_skip):
     steps = 6
     original = scheduler(name, family)
     config = dict(original.config)
-    s = budget_schedule(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip)
+    s = laid_out(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip).sampler
     sigmas = torch.unique_consecutive(s.sigmas).numpy()  # heun repeats every inner sigma
     # rtol: diffusers' alphas_cumprod are float32, which moves sigma(t=0) by 8e-5
     np.testing.assert_allclose(sigmas[:-1], karras(sigma_skip, TRAINING_SIGMAS[0], steps), rtol=2e-4)
@@ -174,10 +180,10 @@ def test_karras_schedule(name, family, sigma_skip):
         np.testing.assert_allclose(timesteps, t_of_sigma, atol=2e-3)
     else:  # dpmsolver / unipc in Karras mode round it, as diffusers does
         np.testing.assert_array_equal(timesteps, np.round(t_of_sigma))
-    assert landing_sigma(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip) == \
+    assert laid_out(original, nfe=budget_nfe(name, steps), start="jump", sigma_skip=sigma_skip).landing == \
         pytest.approx(sigma_skip, rel=1e-6)
     assert dict(original.config) == config  # the caller's scheduler is left alone
-    assert landing_sigma(original, nfe=budget_nfe(name, steps), start="noise", sigma_skip=sigma_skip) == \
+    assert laid_out(original, nfe=budget_nfe(name, steps), start="noise", sigma_skip=sigma_skip).landing == \
         pytest.approx(sigma_skip, rel=1e-6)
 
 
@@ -186,7 +192,7 @@ def test_karras_schedule(name, family, sigma_skip):
 def test_linear_in_t_schedule(name, sigma_skip):
     """dpmsolver / unipc's default family: integer timesteps linear in t from the timestep nearest sigma_skip down to
     0, as their own "linspace" spacing lays them from t = 999; the sigmas are the model's at those timesteps."""
-    s = budget_schedule(scheduler(name), nfe=7, start="jump", sigma_skip=sigma_skip)
+    s = laid_out(scheduler(name), nfe=7, start="jump", sigma_skip=sigma_skip).sampler
     t_skip = int(np.abs(np.log(TRAINING_SIGMAS) - np.log(sigma_skip)).argmin())
     np.testing.assert_array_equal(s.timesteps.numpy(), np.round(np.linspace(0, t_skip, 8))[::-1][:-1])
     np.testing.assert_allclose(s.sigmas[:-1].numpy(), TRAINING_SIGMAS[s.timesteps.numpy()], rtol=1e-4)
@@ -196,7 +202,7 @@ def test_linear_in_t_schedule(name, sigma_skip):
 @pytest.mark.parametrize("sigma_skip", [40.0, 2.0])
 def test_log_snr_schedule(sigma_skip):
     """dpmsolver's logsnr family: sigmas geometric (uniform in log-SNR) from sigma_skip down to sigma(t=0)."""
-    s = budget_schedule(scheduler("dpmsolver", "logsnr"), nfe=6, start="jump", sigma_skip=sigma_skip)
+    s = laid_out(scheduler("dpmsolver", "logsnr"), nfe=6, start="jump", sigma_skip=sigma_skip).sampler
     np.testing.assert_allclose(s.sigmas[:-1].numpy(), np.geomspace(sigma_skip, TRAINING_SIGMAS[0], 6), rtol=2e-4)
     t_of_sigma = np.interp(np.log(s.sigmas[:-1].numpy()), np.log(TRAINING_SIGMAS), np.arange(1000))
     np.testing.assert_array_equal(s.timesteps.numpy(), np.round(t_of_sigma))
@@ -206,7 +212,7 @@ def test_log_snr_schedule(sigma_skip):
 @pytest.mark.parametrize("nfe", [1, 2, 5, 8, 20, 30])
 @pytest.mark.parametrize("sigma_skip", [40.0, 10.0, 2.0, 0.5])
 def test_ddim_ddpm_schedule(name, nfe, sigma_skip):
-    s = budget_schedule(scheduler(name), nfe=nfe, start="jump", sigma_skip=sigma_skip)
+    s = laid_out(scheduler(name), nfe=nfe, start="jump", sigma_skip=sigma_skip).sampler
     timesteps = s.timesteps.numpy()
     t_skip = int(np.abs(np.log(TRAINING_SIGMAS) - np.log(sigma_skip)).argmin())
     if name == "ddpm":  # evenly spaced integers from t_skip to 0, through diffusers' custom timesteps
@@ -216,15 +222,15 @@ def test_ddim_ddpm_schedule(name, nfe, sigma_skip):
         stride = s.config.num_train_timesteps // s.num_inference_steps
         assert (np.diff(timesteps) == -stride).all() and 0 <= timesteps[-1] < stride
         assert abs(TRAINING_SIGMAS[timesteps[0]] / sigma_skip - 1) < 0.04  # see hls.budget's module doc
-    assert landing_sigma(scheduler(name), nfe=nfe, start="jump", sigma_skip=sigma_skip) == \
+    assert laid_out(scheduler(name), nfe=nfe, start="jump", sigma_skip=sigma_skip).landing == \
         pytest.approx(TRAINING_SIGMAS[timesteps[0]], rel=1e-5)
     schedule_end(s)
 
 
 def test_ddim_far_landing_is_an_error():
     with pytest.raises(ArgumentError, match=r"^sigma_skip = 20.0: ddim steps of one stride T // N can start at t = "):
-        budget_schedule(scheduler("ddim"), nfe=40, start="jump", sigma_skip=20.0)
-    s = budget_schedule(scheduler("ddpm"), nfe=40, start="jump", sigma_skip=20.0)  # ddpm takes any timesteps
+        laid_out(scheduler("ddim"), nfe=40, start="jump", sigma_skip=20.0)
+    s = laid_out(scheduler("ddpm"), nfe=40, start="jump", sigma_skip=20.0).sampler  # ddpm takes any timesteps
     assert TRAINING_SIGMAS[int(s.timesteps[0])] == pytest.approx(20.0, rel=0.005)
 
 
@@ -233,9 +239,9 @@ def test_sigma_max_and_plain_landing():
         assert sigma_max(scheduler(name)) == pytest.approx(SIGMA_MAX, rel=1e-5)
     for name, family in SAMPLERS:  # the plain schedule starts at sigma_max, except ddim / ddpm's leading spacing
         if name not in ("ddim", "ddpm"):
-            assert landing_sigma(scheduler(name, family), nfe=5, start="plain") == pytest.approx(SIGMA_MAX, rel=1e-5)
+            assert laid_out(scheduler(name, family), nfe=5, start="plain").landing == pytest.approx(SIGMA_MAX, rel=1e-5)
     # ddim / ddpm with their default "leading" spacing start 10 steps lower at t = 900
-    assert landing_sigma(scheduler("ddim"), nfe=10, start="plain") == pytest.approx(TRAINING_SIGMAS[900], rel=1e-5)
+    assert laid_out(scheduler("ddim"), nfe=10, start="plain").landing == pytest.approx(TRAINING_SIGMAS[900], rel=1e-5)
 
 
 # --- the jump: where it lands, and how close to the exact solution it gets --------------------------------------------
@@ -249,8 +255,8 @@ def test_jump_lands_on_the_teleport(name, model_name):
     gaussian, z, sigma_skip = small_gaussian(16), noise(3), 3.0
     model = gaussian if model_name == "gaussian" else Gaussian.isotropic(gaussian.mean, 0.0)
     unet = OracleUNet(gaussian)
-    sample_budget(unet, scheduler(name), z, nfe=3, start="jump", sigma_skip=sigma_skip, model=model)
-    landed = landing_sigma(scheduler(name), nfe=3, start="jump", sigma_skip=sigma_skip)
+    sample_budget(unet, prepare(scheduler(name), nfe=3, start="jump", sigma_skip=sigma_skip, model=model), z)
+    landed = laid_out(scheduler(name), nfe=3, start="jump", sigma_skip=sigma_skip).landing
     x0 = start_state(name, z)
     if model_name == "mean":
         expected = gaussian.mean + landed / SIGMA_MAX * (x0 - gaussian.mean)
@@ -264,8 +270,8 @@ def test_jump_lands_on_the_teleport(name, model_name):
 def test_noise_start(name):
     z, sigma_skip = noise(3), 3.0
     unet = OracleUNet(small_gaussian(16))
-    sample_budget(unet, scheduler(name), z, nfe=3, start="noise", sigma_skip=sigma_skip)
-    landed = landing_sigma(scheduler(name), nfe=3, start="noise", sigma_skip=sigma_skip)
+    sample_budget(unet, prepare(scheduler(name), nfe=3, start="noise", sigma_skip=sigma_skip), z)
+    landed = laid_out(scheduler(name), nfe=3, start="noise", sigma_skip=sigma_skip).landing
     first = unet.inputs[0][0].reshape(3, -1).to(F64) * np.sqrt(1 + landed**2)
     torch.testing.assert_close(first, landed * z.reshape(3, -1).to(F64), rtol=1e-5, atol=1e-5)
 
@@ -331,13 +337,13 @@ def test_oracle_ddpm_distribution():
 
     def distance(nfe, start, sigma_skip):
         s = scheduler("ddpm")
-        end = schedule_end(budget_schedule(s, nfe=nfe, start=start, sigma_skip=sigma_skip))
+        end = schedule_end(laid_out(s, nfe=nfe, start=start, sigma_skip=sigma_skip).sampler)
         d = gaussian.dim
         mean = exact_answer("ddpm", gaussian, torch.zeros(1, d, dtype=F64), end)[0]  # [D]
         jac = exact_answer("ddpm", gaussian, torch.eye(d, dtype=F64), end) - mean  # [D, D]
         cov = jac.T @ jac
-        x = sample_budget(OracleUNet(gaussian), s, z, nfe=nfe, start=start, sigma_skip=sigma_skip,
-                          model=gaussian if start == "jump" else None, generator=torch.Generator().manual_seed(2))
+        budget = prepare(s, nfe=nfe, start=start, sigma_skip=sigma_skip, model=gaussian if start == "jump" else None)
+        x = sample_budget(OracleUNet(gaussian), budget, z, generator=torch.Generator().manual_seed(2))
         x = x.reshape(n, -1).to(F64)
         return float((x.mean(0) - mean).norm() + (torch.cov(x.T) - cov).norm() / cov.norm())
 
@@ -386,18 +392,18 @@ def test_bad_arguments_are_one_line():
     for name, kwargs, pattern in calls:
         kwargs = {"nfe": 3, **kwargs}
         s = kwargs.pop("scheduler", None) or scheduler(kwargs.pop("name", "euler"))
+        generator = kwargs.pop("generator", None)
         with pytest.raises(ArgumentError) as info:
-            sample_budget(OracleUNet(g), s, z, **kwargs)
+            sample_budget(OracleUNet(g), prepare(s, dim=16, **kwargs), z, generator=generator)
         message = str(info.value)
         assert info.value.name == name and "\n" not in message, message
         assert message.startswith(f"{name} = ") and re.search(pattern, message), message
     with pytest.raises(ArgumentError, match=r"^scheduler = 'lms': must be one of ddim, ddpm"):
         steps_for_nfe("lms", 3)
     with pytest.raises(ArgumentError, match=r"^batch_size = 0: must be an integer >= 1"):
-        sample_budget_seeded(OracleUNet(g), scheduler("ddpm"), [1], shape=SHAPE, nfe=3, batch_size=0)
-    with pytest.raises(ArgumentError, match=r"^sigma_skip = 1000.0"):  # checked before any batch
-        sample_budget_seeded(OracleUNet(g), scheduler("ddpm"), [1], shape=SHAPE, nfe=3, start="noise",
-                             sigma_skip=1000.0)
+        sample_budget_seeded(OracleUNet(g), prepare(scheduler("ddpm"), nfe=3), [1], shape=SHAPE, batch_size=0)
+    with pytest.raises(ArgumentError, match=r"^sigma_skip = 1000.0"):
+        prepare(scheduler("ddpm"), nfe=3, start="noise", sigma_skip=1000.0)
 
 
 # --- per-image seeds, conversions ------------------------------------------------------------------------------------
@@ -407,14 +413,14 @@ def test_bad_arguments_are_one_line():
 @pytest.mark.parametrize("start", ["plain", "jump", "noise"])
 def test_seeded_does_not_depend_on_batching(name, start):
     g = small_gaussian(16)
-    kwargs = dict(shape=SHAPE, nfe=5, start=start, sigma_skip=None if start == "plain" else 4.0,
-                  model=g if start == "jump" else None)
-    whole = sample_budget_seeded(OracleUNet(g), scheduler(name), range(10, 17), batch_size=7, **kwargs)
+    budget = prepare(scheduler(name), nfe=5, start=start, sigma_skip=None if start == "plain" else 4.0,
+                     model=g if start == "jump" else None)
+    whole = sample_budget_seeded(OracleUNet(g), budget, range(10, 17), shape=SHAPE, batch_size=7)
     assert whole.shape == (7, *SHAPE) and whole.dtype == torch.float32 and whole.device.type == "cpu"
-    torch.testing.assert_close(sample_budget_seeded(OracleUNet(g), scheduler(name), range(10, 17), batch_size=3,
-                                                    **kwargs), whole, rtol=0, atol=1e-6)
-    torch.testing.assert_close(sample_budget_seeded(OracleUNet(g), scheduler(name), [12, 13, 14], batch_size=1,
-                                                    **kwargs), whole[2:5], rtol=0, atol=1e-6)
+    torch.testing.assert_close(sample_budget_seeded(OracleUNet(g), budget, range(10, 17), shape=SHAPE, batch_size=3),
+                               whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sample_budget_seeded(OracleUNet(g), budget, [12, 13, 14], shape=SHAPE, batch_size=1),
+                               whole[2:5], rtol=0, atol=1e-6)
     assert not torch.allclose(whole[0], whole[1])
 
 
@@ -425,8 +431,9 @@ def test_conversions_are_the_named_ones(monkeypatch):
     for name in SCHEDULERS:
         for start, expected in (("jump", ["vp_to_ve", "ve_to_vp"]), ("noise", ["ve_to_vp"])):
             calls.clear()
-            sample_budget(OracleUNet(g), scheduler(name), noise(1), nfe=3, start=start, sigma_skip=2.0,
-                          model=g if start == "jump" else None)
+            model = g if start == "jump" else None
+            prepared = prepare(scheduler(name), nfe=3, start=start, sigma_skip=2.0, model=model)
+            sample_budget(OracleUNet(g), prepared, noise(1))
             assert calls == ([] if name in VE_SAMPLE else expected), (name, start)
 
 
@@ -441,3 +448,26 @@ def test_start_model_maps_the_study_starts():
     torch.testing.assert_close(point.teleport(x, 80.0, 5.0), g.mean + (5.0 / 80.0) * (x - g.mean))
     with pytest.raises(ArgumentError, match="start = 'jump': must be one of plain, noise, gaussian"):
         budget.start_model("jump", g)
+
+
+@pytest.mark.parametrize("start", ["plain", "jump", "noise"])
+def test_a_budget_is_laid_out_and_checked_once(monkeypatch, start):
+    """prepare lays the schedule out once; sampling many batches only copies the prepared sampler."""
+    counts = {"layout": 0, "apply": 0, "set_steps": 0, "set_timesteps": 0, "_check_sigma_skip": 0}
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for name in ("layout", "apply", "set_steps", "_check_sigma_skip"):
+        monkeypatch.setattr(budget, name, counting(name, getattr(budget, name)))
+    s = scheduler("dpmsolver")
+    monkeypatch.setattr(type(s), "set_timesteps", counting("set_timesteps", type(s).set_timesteps))
+    g = small_gaussian(16)
+    prepared = prepare(s, nfe=5, start=start, sigma_skip=None if start == "plain" else 4.0,
+                       model=g if start == "jump" else None, dim=16)
+    sample_budget_seeded(OracleUNet(g), prepared, range(7), shape=SHAPE, batch_size=2)  # 4 batches
+    assert counts == {"layout": start != "plain", "apply": start != "plain", "set_steps": start == "plain",
+                      "set_timesteps": 1, "_check_sigma_skip": start != "plain"}

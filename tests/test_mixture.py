@@ -245,8 +245,9 @@ def test_low_rank_gaussian_against_its_full_covariance(rank):
 def test_fit_classes_matches_numpy_per_class():
     g = torch.Generator().manual_seed(0)
     labels = torch.tensor([7] * 30 + [2] * 50 + [4] * 20)
-    x = torch.randn(100, 4, generator=g, dtype=F64) * torch.tensor([1.0, 2.0, 0.5, 1.5]) + labels[:, None]
-    mixture = GaussianMixture.fit_classes(x, labels.numpy())
+    images = torch.randint(0, 256, (100, 2, 2), generator=g, dtype=torch.uint8)
+    mixture = GaussianMixture.fit_classes(images, labels.numpy())
+    x = images.reshape(100, -1).double() / 127.5 - 1  # model space
     for k, label in enumerate([2, 4, 7]):  # ascending label order
         rows = x[labels == label].numpy()
         assert float(mixture.weights[k]) == pytest.approx(len(rows) / 100)
@@ -255,35 +256,38 @@ def test_fit_classes_matches_numpy_per_class():
         np.testing.assert_allclose(cov.numpy(), np.cov(rows, rowvar=False), atol=1e-10)
 
 
-def blobs(seed=0):
-    """Three well-separated blobs in 4-D (sizes 40, 60, 50) -> (x [150, 4], centres [3, 4], blob index [150])."""
+def blobs(seed=0, spread=10.0):
+    """Three well-separated blobs of uint8 4-pixel images (sizes 40, 60, 50) -> (images [150, 4], centres [3, 4] in
+    model space, blob index [150])."""
     g = torch.Generator().manual_seed(seed)
-    centres = torch.tensor([[10.0, 0, 0, 0], [0, 10.0, 0, 0], [0, 0, -10.0, 5.0]], dtype=F64)
+    centres = torch.tensor([[220.0, 30, 30, 30], [30, 220.0, 30, 30], [30, 30, 220.0, 120.0]], dtype=F64)
     which = torch.tensor([0] * 40 + [1] * 60 + [2] * 50)
-    return centres[which] + torch.randn(150, 4, generator=g, dtype=F64), centres, which
+    images = (centres[which] + spread * torch.randn(150, 4, generator=g, dtype=F64)).round().clamp(0, 255)
+    return images.to(torch.uint8), centres / 127.5 - 1, which
 
 
 def test_fit_kmeans_finds_separated_blobs():
-    x, centres, which = blobs()
-    mixture = GaussianMixture.fit_kmeans(x, 3, seed=0)
+    images, centres, which = blobs()
+    mixture = GaussianMixture.fit_kmeans(images, 3, seed=0)
     order = torch.cdist(centres, mixture.means).argmin(1)  # component nearest to each true centre
     assert sorted(order.tolist()) == [0, 1, 2]
+    x = images.double() / 127.5 - 1
     for blob in range(3):
         rows = x[which == blob].numpy()
         k = int(order[blob])
         assert float(mixture.weights[k]) == pytest.approx(len(rows) / 150)
         np.testing.assert_allclose(mixture.means[k].numpy(), rows.mean(0), atol=1e-12)
-    again = GaussianMixture.fit_kmeans(x, 3, seed=0)
+    again = GaussianMixture.fit_kmeans(images, 3, seed=0)
     assert torch.equal(again.means, mixture.means)
 
 
 def test_fit_kmeans_drops_clusters_of_one_point():
-    x, _, _ = blobs()
-    x = torch.cat([x, torch.full((1, 4), 1e3, dtype=F64)])  # an outlier k-means++ seeds a cluster on
-    mixture = GaussianMixture.fit_kmeans(x, 4, seed=0)
+    images, _, _ = blobs(spread=1.0)
+    outlier = torch.tensor([[0, 0, 0, 255]], dtype=torch.uint8)  # k-means++ seeds a cluster on it
+    images = torch.cat([images, outlier])
+    mixture = GaussianMixture.fit_kmeans(images, 4, seed=0)
     assert mixture.components == 3
     assert float(mixture.weights.sum()) == pytest.approx(1.0)
-    assert torch.all(mixture.means.abs() < 20)
 
 
 # persistence and validation
@@ -310,13 +314,16 @@ def test_bad_input_is_rejected():
         GaussianMixture(w, m, lam, u[:, :2])
     with pytest.raises(ValueError, match="weights"):
         GaussianMixture(w * 2, m, lam, u)
+    images = torch.zeros(3, 4, dtype=torch.uint8)
     with pytest.raises(ValueError, match="labels"):
-        GaussianMixture.fit_classes(m, torch.tensor([0, 1]))
+        GaussianMixture.fit_classes(images, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="labels"):
-        GaussianMixture.fit_classes(m, torch.tensor([0, 0, 1]))  # class 1 has one sample
+        GaussianMixture.fit_classes(images, torch.tensor([0, 0, 1]))  # class 1 has one image
+    with pytest.raises(ValueError, match="images"):
+        GaussianMixture.fit_classes(m, torch.tensor([0, 0, 1]))  # not uint8 images
     for k in (0, 4):
         with pytest.raises(ValueError, match="k"):
-            GaussianMixture.fit_kmeans(m, k)
+            GaussianMixture.fit_kmeans(images, k)
     gauss = Gaussian.fit(torch.randn(10, 3, dtype=F64))
     for rank in (-1, 4):
         with pytest.raises(ValueError, match="rank"):

@@ -190,13 +190,13 @@ def test_a_fresh_clone_reproduces_everything_and_leaves_git_clean(repo, tmp_path
 
 SAMPLE = "sample.py data/dataset/test_images.npy data/gaussian.safetensors data/bad"
 TRAIN = "train.py data/dataset/train_images.npy models/bad --loss plots/bad.csv --metrics plots/bad.json"
-CELL = "cell.py data/dataset/test_images.npy data/fid_ref.safetensors data/bad.json --replicates data/bad.st"
+CELL = "cell.py data/dataset/test_images.npy models/fid_ref.safetensors data/bad.json --replicates data/bad.st"
 
 
 @pytest.mark.parametrize(("stage", "changes", "message"), [
     (f"{SAMPLE} --preview plots/bad.png", {"skip": 4}, "skip = 4: must be an integer >= 0 and <= 3"),
     (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "scheduler": "plms"}},
-     "sampler.scheduler = 'plms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc"),
+     "sampler.scheduler = 'plms': must be one of ddim, ddpm, euler, heun, dpmsolver, unipc, dpmsolver3, unipc_bh1"),
     (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "n": 2.5}},
      "sampler.n = 2.5: must be an integer >= 1"),
     (f"{SAMPLE} --sweep-skip 1", {"sampler": {**TINY["sampler"], "steps": 2000}},
@@ -214,7 +214,7 @@ CELL = "cell.py data/dataset/test_images.npy data/fid_ref.safetensors data/bad.j
                                                    "odd budgets are reachable: the nearest are 3 and 5"),
     (f"{CELL} --sampler plms-default --nfe 4", {}, "study.samplers = 'plms-default': must be one of ddim, ddpm"),
     (f"{CELL} --sampler unipc-logsnr --nfe 4", {}, "study.samplers = 'unipc-logsnr': unipc supports default, karras"),
-    (f"{CELL} --sampler euler-default --nfe 4 --start gaussian --sigma-skip 500", {},
+    (f"{CELL} --sampler euler-default --nfe 4 --start gaussian --sigma-skip 500 --model data/gaussian.safetensors", {},
      "study.sigmas = 500.0: must be a number with sigma_min = "),
     (f"{CELL} --sampler euler-default --nfe 4 --start cold --sigma-skip 5 --axes study.controls", {},
      "study.controls.starts = 'cold': each must be one of plain, noise, gaussian, isotropic, mean"),

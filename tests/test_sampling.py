@@ -20,6 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from fakes import (
     F64,
     TRAINING_ALPHAS_CUMPROD,
+    TRAINING_SIGMAS,
     OracleUNet,
     ddpm_config,
     record_conversions,
@@ -37,7 +38,8 @@ GOOGLE_JSON = {"_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1", "b
                "trained_betas": None, "variance_type": "fixed_large"}
 VE_SAMPLE = ("euler", "heun")  # schedulers whose state is x0 + sigma * eps; the others hold sqrt(a) * that
 CLASSES = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteScheduler,
-           "heun": HeunDiscreteScheduler, "dpmsolver": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}
+           "heun": HeunDiscreteScheduler, "dpmsolver": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler,
+           "dpmsolver3": DPMSolverMultistepScheduler, "unipc_bh1": UniPCMultistepScheduler}
 SHAPE = (2, 2, 2)  # D = 8
 
 
@@ -58,9 +60,11 @@ def first_sigma_and_state(name, scheduler, noise):
 
 
 def last_sigma(name, scheduler):
-    """Where the final step starts (it ends at sigma 0 with the x0 prediction, for every scheduler)."""
+    """Where the final step starts (it ends at sigma 0 with the x0 prediction, for every scheduler but unipc_bh1,
+    which ends at sigma_min)."""
     if hasattr(scheduler, "sigmas"):
-        assert float(scheduler.sigmas[-1]) == 0.0
+        assert float(scheduler.sigmas[-1]) == (0.0 if name != "unipc_bh1" else pytest.approx(float(TRAINING_SIGMAS[0]),
+                                                                                             rel=1e-4))
         return float(scheduler.sigmas[-2])
     final = scheduler.final_alpha_cumprod if hasattr(scheduler, "final_alpha_cumprod") else scheduler.one  # ddim, ddpm
     assert final == 1.0 and int(scheduler.timesteps[-1]) == 0
@@ -181,7 +185,8 @@ def test_skip0_reproduces_ddpm_pipeline(per_image):
 
 # --- steps, NFE, sigmas ----------------------------------------------------------------------------------------------
 
-NFE_10 = {"ddim": (10, 7), "ddpm": (10, 7), "euler": (10, 7), "heun": (19, 13), "dpmsolver": (10, 7), "unipc": (10, 7)}
+NFE_10 = {"ddim": (10, 7), "ddpm": (10, 7), "euler": (10, 7), "heun": (19, 13), "dpmsolver": (10, 7), "unipc": (10, 7),
+          "dpmsolver3": (10, 7), "unipc_bh1": (10, 7)}
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)

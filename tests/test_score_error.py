@@ -1,6 +1,5 @@
 """hls.score_error with closed-form oracles as the "network": exact Gaussian scores must be explained exactly."""
 
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -12,9 +11,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
-from fakes import F64, ddpm_config, tiny_unet  # noqa: E402
-from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod, vp_to_ve  # noqa: E402
-from hls.mixture import fit_mixtures  # noqa: E402
+from fakes import F64, OracleUNet, ddpm_config, tiny_unet  # noqa: E402
+from hls.gaussian import Gaussian, alpha_cumprod_from_sigma, sigma_from_alpha_cumprod  # noqa: E402
+from hls.mixture import GaussianMixture, fit_mixtures  # noqa: E402
 from hls.sampling import skip_sigma  # noqa: E402
 from hls.score_error import (  # noqa: E402
     APPROXIMATIONS,
@@ -36,22 +35,6 @@ def ddpm_alphas_cumprod() -> torch.Tensor:
     return DDPMScheduler.from_config(ddpm_config()).alphas_cumprod
 
 
-class Oracle(torch.nn.Module):
-    """A 'UNet' whose epsilon prediction is exact for Gaussian data: eps = (x_ve - gaussian.denoise(x_ve, σ)) / σ."""
-
-    def __init__(self, gaussian: Gaussian, alphas_cumprod):
-        super().__init__()
-        self.gaussian = gaussian
-        self.alphas_cumprod = torch.as_tensor(alphas_cumprod).to(F64)
-
-    def forward(self, x_vp, t):
-        a = self.alphas_cumprod[t][:, None]  # [B, 1]
-        sigma = sigma_from_alpha_cumprod(a)  # [B, 1]
-        x = vp_to_ve(x_vp.reshape(len(x_vp), -1).to(F64), a)  # [B, D]
-        eps = (x - self.gaussian.denoise(x, sigma[:, 0])) / sigma
-        return SimpleNamespace(sample=eps.to(x_vp.dtype).reshape(x_vp.shape))
-
-
 @pytest.fixture(scope="module")
 def data():
     """(fitted Gaussian with a strongly anisotropic covariance, 12 held-out non-Gaussian 'images' [12, 1, 4, 4])."""
@@ -71,7 +54,7 @@ def test_gaussian_oracle_is_explained_exactly_and_others_are_not(data):
     gauss, x0 = data
     ac = ddpm_alphas_cumprod()
     _, timesteps = sigma_grid(ac, 8)
-    df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0, timesteps, batch_size=5)
+    df = score_errors(OracleUNet(gauss, ac), ac, approximations(gauss), x0, timesteps, batch_size=5)
     assert list(df.columns) == list(COLUMNS)
     assert len(df) == len(timesteps) * 3 * 2 * 2
     assert (df["n"] == len(x0)).all()
@@ -95,7 +78,7 @@ def test_isotropic_oracle_is_explained_by_the_isotropic_approximation(data):
     ac = ddpm_alphas_cumprod()
     _, timesteps = sigma_grid(ac, 6)
     iso = approximations(gauss)["isotropic"]
-    df = score_errors(Oracle(iso, ac), ac, approximations(gauss), x0, timesteps, batch_size=7)
+    df = score_errors(OracleUNet(iso, ac), ac, approximations(gauss), x0, timesteps, batch_size=7)
     for space in ("denoiser", "score"):
         np.testing.assert_allclose(values(df, "isotropic", space), 1.0, atol=1e-6)
         assert (values(df, "gaussian", space) < values(df, "isotropic", space)).all()
@@ -106,7 +89,7 @@ def test_explained_variance_matches_an_independent_numpy_computation(data):
     gauss, x0 = data
     ac = ddpm_alphas_cumprod()
     t = 400
-    df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0, [t], seed=3)
+    df = score_errors(OracleUNet(gauss, ac), ac, approximations(gauss), x0, [t], seed=3)
     a = float(ac[t])
     sigma = ((1 - a) / a) ** 0.5
     eps = image_noise((D,), range(len(x0)), t, seed=3).double().numpy()
@@ -173,10 +156,13 @@ def test_approximations():
 
 def test_approximations_from_training_data():
     g = torch.Generator().manual_seed(2)
-    train = torch.cat([torch.randn(40, 5, generator=g, dtype=F64) + 4 * c for c in range(3)])  # [120, 5]
+    images = torch.cat([(10 * torch.randn(40, 5, generator=g) + 60 + 60 * c).round().clamp(0, 255).to(torch.uint8)
+                        for c in range(3)])  # [120, 5]
+    train = images.to(F64) / 127.5 - 1  # model space
     labels = torch.arange(3).repeat_interleave(40)
     gauss = Gaussian.fit(train)
-    models = approximations(gauss, fit_mixtures(train, labels, 3, seed=0), train[::2], rank=2)
+    mixtures = {name: GaussianMixture.from_moments(m) for name, m in fit_mixtures(images, labels, 3, seed=0).items()}
+    models = approximations(gauss, mixtures, train[::2], rank=2)
     assert tuple(models) == APPROXIMATIONS
     assert models["lowrank"].rank == 2 and models["gmm_classes"].components == 3
     assert models["delta"].points.shape == (60, 5) and models["gmm_kmeans"].components == 3
@@ -235,7 +221,7 @@ def test_plot_writes_a_png(data, tmp_path):
     gauss, x0 = data
     ac = ddpm_alphas_cumprod()
     _, timesteps = sigma_grid(ac, 5)
-    df = score_errors(Oracle(gauss, ac), ac, approximations(gauss), x0[:4], timesteps)
+    df = score_errors(OracleUNet(gauss, ac), ac, approximations(gauss), x0[:4], timesteps)
     path = tmp_path / "score_error.png"
     fig = plot(df, threshold=0.99, sigma_star=critical_sigma(df, 0.99, approx="isotropic"))
     fig.savefig(path)

@@ -8,7 +8,7 @@ from diffusers import DDIMPipeline, DDPMPipeline
 
 import hls
 from fakes import OracleUNet, ddpm_config, small_gaussian, tiny_unet, write_tiny_pipeline
-from hls.budget import sample_budget_seeded
+from hls.budget import prepare, sample_budget_seeded
 from hls.errors import ArgumentError
 from hls.gaussian import Gaussian
 from hls.mixture import GaussianMixture
@@ -43,8 +43,8 @@ def test_images_are_sample_budget_seeded_bytes(parts, name, family):
     pipe = pipeline(unet, gaussian, name, family)
     nfe = 5
     out = pipe(3, num_inference_steps=nfe, sigma_skip=8.0, generator=generators([4, 5, 6]), output_type="pt")
-    ref = sample_budget_seeded(unet, pipe.scheduler, [4, 5, 6], shape=SHAPE, nfe=nfe, start="jump", sigma_skip=8.0,
-                               model=gaussian, batch_size=3)
+    budget = prepare(pipe.scheduler, nfe=nfe, start="jump", sigma_skip=8.0, model=gaussian)
+    ref = sample_budget_seeded(unet, budget, [4, 5, 6], shape=SHAPE, batch_size=3)
     assert out.sigma_skip == 8.0 and torch.equal(out.images, (ref / 2 + 0.5).clamp(0, 1))
 
 
@@ -74,7 +74,7 @@ def test_exactly_the_budget_of_unet_evaluations(name):
 
 def test_save_and_load_round_trip(parts, tmp_path):
     unet, gaussian = parts
-    pipe = pipeline(unet, gaussian, "heun", landings={"heun-default": {"5": 10.0}}, sigma_star=5.0)
+    pipe = pipeline(unet, gaussian, "heun", landings={"heun-default": {"5": 10.0}})
     first = pipe(2, num_inference_steps=5, generator=generators([0, 1]), output_type="np")
     pipe.save_pretrained(tmp_path / "pipe")
     assert sorted(p.name for p in (tmp_path / "pipe").iterdir()) == ["gaussian", "model_index.json", "scheduler",
@@ -107,11 +107,9 @@ def test_auto_lands_where_the_study_measured_best(parts):
     middle = np.exp(np.log(10) + (np.log(11) - np.log(5)) / (np.log(21) - np.log(5)) * (np.log(40) - np.log(10)))
     assert interpolate_landing(measured, 11) == pytest.approx(middle)  # linear in log sigma against log NFE
     assert interpolate_landing(measured, 3) == 10.0 and interpolate_landing(measured, 51) == 40.0  # clamped
-    pipe = pipeline(unet, gaussian, landings={"dpmsolver-default": measured, "unipc-karras": {"5": 2.0}},
-                    sigma_star=5.0)
+    pipe = pipeline(unet, gaussian, landings={"dpmsolver-default": measured, "unipc-karras": {"5": 2.0}})
     assert pipe(1, num_inference_steps=11, output_type="np").sigma_skip == pytest.approx(middle)
-    assert pipeline(unet, gaussian, "dpmsolver", "karras", landings=pipe.config.landings,
-                    sigma_star=5.0).auto_sigma(7) == 5.0  # no study for this family: sigma*
+    assert pipe.auto(11) == (pytest.approx(middle), None) and pipe.config.schedules is None  # no optimizer run
     table = {"scheduler": ["dpmsolver", "dpmsolver"], "family": ["default", "default"], "nfe": [5, 21],
              "sigma_skip": [10.0, 40.0]}
     assert landings_of(pd.DataFrame(table)) == {"dpmsolver-default": measured}
@@ -127,7 +125,8 @@ def test_bad_arguments_fail_before_any_unet_evaluation(parts):
     for call, pattern in [
         (lambda: pipe(1, num_inference_steps=5, sigma_skip=500.0), r"^sigma_skip = 500.0: must be a number with"),
         (lambda: pipe(1, num_inference_steps=6, sigma_skip=5.0), r"^nfe = 6: heun spends 2 \* steps - 1"),
-        (lambda: pipe(1, num_inference_steps=5), r"^sigma_skip = 'auto': needs a study landing for heun-default"),
+        (lambda: other(1, num_inference_steps=5), r"^sigma_skip = 'auto': needs a study landing for ddim-default"),
+        (lambda: pipe(1, num_inference_steps=4), r"^nfe = 4: heun spends 2 \* steps - 1"),  # before the teacher
         (lambda: other(1, num_inference_steps=5, sigma_skip=5.0), r"^gaussian = 'Gaussian of dimension 12': must have"),
         (lambda: pipe(2, num_inference_steps=5, sigma_skip=5.0, generator=generators([0])), r"^generator = "),
         (lambda: pipe(1, num_inference_steps=5, sigma_skip=5.0, output_type="latent"), r"^output_type = 'latent'"),
@@ -147,3 +146,32 @@ def test_from_a_diffusers_model_folder(tmp_path, parts):
     for a, b in zip(pipe.unet.parameters(), unet.parameters()):
         assert torch.equal(a, b)
     assert pipe(1, num_inference_steps=5, sigma_skip=10.0, output_type="np").images.shape == (1, 8, 8, 3)
+
+
+SMALL = {"teacher": 2, "size": 10, "substeps": 2}  # a small optimizer: the test is about the plumbing
+
+
+@pytest.mark.parametrize("name", ["heun", "dpmsolver3", "unipc_bh1"])
+def test_auto_without_a_study_lands_where_the_optimizer_says(parts, tmp_path, monkeypatch, name):
+    """No landing table: the optimizer places the jump and the steps per budget, from one cost table, kept in the
+    config (save_pretrained keeps them) and reused; the images are sample_budget's on that schedule."""
+    unet, gaussian = parts
+    tables = []
+    original = hls.pipeline.sampler_table
+    monkeypatch.setattr(hls.pipeline, "sampler_table", lambda *a, **k: tables.append(k) or original(*a, **k))
+    pipe = pipeline(unet, gaussian, name, optimizer=SMALL)
+    out = pipe(2, num_inference_steps=5, generator=generators([7, 8]), output_type="pt")
+    landing, schedule = pipe.optimized(5)
+    pipe(1, num_inference_steps=3, output_type="pt")
+    assert len(tables) == 1 and tables[0]["size"] == 10  # one cost table serves every budget
+    assert set(pipe.config.schedules[name]) == {"5", "3"} and out.sigma_skip == landing
+    start = "plain" if landing is None else "jump"
+    budget = prepare(pipe.scheduler, nfe=5, start=start, sigma_skip=landing, schedule=schedule,
+                     model=None if landing is None else gaussian)
+    assert budget.sampler.timesteps.numel() == 5  # one UNet evaluation per timestep
+    torch.testing.assert_close(out.images, (sample_budget_seeded(unet, budget, [7, 8], shape=SHAPE) / 2 + 0.5)
+                               .clamp(0, 1), rtol=0, atol=1e-6)
+    pipe.save_pretrained(tmp_path / "pipe")
+    again = TeleportPipeline.from_pretrained(tmp_path / "pipe")
+    assert again.config.schedules == pipe.config.schedules and again.optimized(5)[0] == landing
+    assert len(tables) == 1  # loaded, not searched again
