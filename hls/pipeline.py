@@ -24,7 +24,7 @@ from hls.gaussian import Gaussian
 from hls.mixture import DeltaMixture, GaussianMixture, LowRankGaussian
 from hls.models import load_scheduler_config, load_unet
 from hls.optimize import Optimized, evaluation_rule, sampler_table
-from hls.schedules import OPTIMIZABLE, Schedule, family, make_scheduler, scheduler_name
+from hls.schedules import OPTIMIZABLE, Schedule, end_sigma, family, make_scheduler, scheduler_name
 
 MODELS = {cls.__name__: cls for cls in (Gaussian, LowRankGaussian, GaussianMixture, DeltaMixture)}
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -110,7 +110,7 @@ class TeleportPipeline(DiffusionPipeline):
             gaussian = AnalyticComponent.of(gaussian)
         self.register_modules(unet=unet, scheduler=scheduler, gaussian=gaussian)
         self.register_to_config(landings=landings, schedules=schedules, optimizer={**OPTIMIZER, **(optimizer or {})})
-        self._costs = None  # the optimizer's cost table, computed once for every budget
+        self._costs = {}  # the optimizer's cost tables by the sigma the scheduler ends at, each once for every budget
 
     @classmethod
     def from_model(cls, source: str, gaussian, sampler: str = "dpmsolver-default", **config) -> TeleportPipeline:
@@ -142,10 +142,11 @@ class TeleportPipeline(DiffusionPipeline):
         kept = (self.config.schedules or {}).get(name, {}).get(str(nfe))
         if kept is None:
             steps_for_nfe(self.scheduler, nfe)  # a one-line error before the teacher runs
-            if self._costs is None:
-                self._costs = sampler_table(self.unet, self.scheduler, self.gaussian.analytic,
-                                            **self.config.optimizer, device=self._execution_device)
-            kept = self._costs.optimize(nfe, jump=True, **evaluation_rule(self.scheduler)).record()
+            end = end_sigma(self.scheduler)
+            if end not in self._costs:
+                self._costs[end] = sampler_table(self.unet, self.scheduler, self.gaussian.analytic,
+                                                 **self.config.optimizer, device=self._execution_device)
+            kept = self._costs[end].optimize(nfe, jump=True, **evaluation_rule(self.scheduler)).record()
             schedules = {key: dict(value) for key, value in (self.config.schedules or {}).items()}
             schedules.setdefault(name, {})[str(nfe)] = kept
             self.register_to_config(schedules=schedules)

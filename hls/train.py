@@ -1,4 +1,8 @@
-"""DDPM training of a diffusers UNet2DModel (epsilon prediction) with AdamW, a cosine schedule and EMA weights."""
+"""DDPM training of a diffusers UNet2DModel (epsilon prediction) with AdamW, a cosine schedule and EMA weights.
+
+Training resumes: every ``save_every`` steps ``train`` hands its whole state to a ``save`` callback, and
+``train(..., state=that)`` continues from it to the same bits as a run never stopped.
+"""
 
 from __future__ import annotations
 
@@ -39,53 +43,97 @@ def training_scheduler() -> DDPMScheduler:
                          prediction_type="epsilon", clip_sample=True)
 
 
+def diffusion_loss(unet, scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor,
+                   t: torch.Tensor) -> torch.Tensor:
+    """The float32 epsilon-prediction MSE of ``unet`` on ``x0 [B, C, H, W]`` noised with ``noise [B, C, H, W]`` at
+    timesteps ``t [B]`` (float32 also when the UNet runs under autocast)."""
+    eps = unet(scheduler.add_noise(x0, noise, t), t).sample
+    return torch.nn.functional.mse_loss(eps.float(), noise)
+
+
+def optimiser_step(unet, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backpropagate ``loss``, clip the gradient norm to 1 and step ``opt``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    opt.step()
+
+
+def _ema_unet(unet: UNet2DModel, ema: EMAModel) -> UNet2DModel:
+    """A copy of ``unet`` in eval mode holding the EMA weights."""
+    copied = copy.deepcopy(unet).eval()
+    ema.copy_to(copied.parameters())
+    return copied
+
+
+def _resume(state: dict, unet, opt, lr_schedule, ema: EMAModel, generator: torch.Generator, device) -> dict:
+    """Load ``state`` (from a ``save`` callback) into the objects of a fresh run; return its loop variables."""
+    unet.load_state_dict(state["unet"])
+    opt.load_state_dict(state["opt"])
+    lr_schedule.load_state_dict(state["lr_schedule"])
+    ema.load_state_dict(state["ema"])
+    ema.to(device)
+    generator.set_state(state["generator"])
+    snapshots = {}
+    for step, weights in state["snapshots"].items():
+        snapshots[step] = copy.deepcopy(unet).half().eval()
+        snapshots[step].load_state_dict(weights)
+    return {key: state[key] for key in ("step", "order", "pos", "log", "running")} | {"snapshots": snapshots}
+
+
 def train(unet: UNet2DModel, scheduler: DDPMScheduler, x: torch.Tensor, *, steps: int, batch_size: int, lr: float,
-          warmup: int, ema_decay: float, seed: int, snapshot_steps=(), log_every: int = 50, device="cpu",
-          progress: bool = True):
+          warmup: int, ema_decay: float, seed: int, snapshot_steps=(), log_every: int = 50, state: dict | None = None,
+          save_every: int = 200, save=None, device="cpu", progress: bool = True):
     """Train ``unet`` in place on ``x [N, C, H, W]`` (in [-1, 1]) for ``steps`` optimiser steps.
 
-    Returns ``(ema_unet, log, snapshots)``: the EMA weights as a UNet, ``log`` a list of ``(step, epoch, loss)``
-    with the loss averaged over each ``log_every`` steps, and ``snapshots`` ``{step: ema_unet}`` at
+    Returns ``(ema_unet, log, snapshots)``: the EMA weights as a float32 UNet, ``log`` a list of ``(step, epoch,
+    loss)`` with the loss averaged over each ``log_every`` steps, and ``snapshots`` ``{step: ema_unet in float16}`` at
     ``snapshot_steps``. Batches, noise and timesteps come from one generator seeded with ``seed``.
+
+    Every ``save_every`` steps and after the last, ``save(state)`` gets a copy of everything training needs to go on
+    (a dict of tensors and plain values, for ``torch.save``); ``train`` called again with the same arguments and
+    ``state=state`` continues from it to the same bits (on the same machine).
     """
-    g = torch.Generator().manual_seed(seed)
     unet.to(device).train()
     opt = torch.optim.AdamW(unet.parameters(), lr=lr)
     lr_schedule = get_cosine_schedule_with_warmup(opt, warmup, steps)
     ema = EMAModel(unet.parameters(), decay=ema_decay)
+    g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
-    order, pos = torch.randperm(n, generator=g), 0
-    log, snapshots, running = [], {}, []
+    run = {"step": 0, "order": torch.randperm(n, generator=g), "pos": 0, "log": [], "running": [], "snapshots": {}}
+    if state is not None:
+        run = _resume(state, unet, opt, lr_schedule, ema, g, device)
 
-    def ema_copy():
-        copied = copy.deepcopy(unet).eval()
-        ema.copy_to(copied.parameters())
-        return copied
+    def state_now() -> dict:
+        return copy.deepcopy(run | {
+            "unet": unet.state_dict(), "opt": opt.state_dict(), "lr_schedule": lr_schedule.state_dict(),
+            "ema": ema.state_dict(), "generator": g.get_state(),
+            "snapshots": {step: snap.state_dict() for step, snap in run["snapshots"].items()}})
 
-    bar = tqdm(range(1, steps + 1), desc="train", disable=not progress)
+    bar = tqdm(range(run["step"] + 1, steps + 1), initial=run["step"], total=steps, desc="train",
+               disable=not progress)
     for step in bar:
         # next batch, reshuffling at each epoch boundary
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=g), 0
-        x0 = x[order[pos:pos + batch_size]]
-        pos += batch_size
+        if run["pos"] + batch_size > n:
+            run["order"], run["pos"] = torch.randperm(n, generator=g), 0
+        x0 = x[run["order"][run["pos"]:run["pos"] + batch_size]]
+        run["pos"] += batch_size
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=g)
-        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
-        # epsilon-prediction loss on the forward-noised batch
-        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(x0, noise, t), t).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+        # one optimiser step on the epsilon-prediction loss of the forward-noised batch, then the EMA
+        loss = diffusion_loss(unet, scheduler, x0.to(device), noise.to(device), t.to(device))
+        optimiser_step(unet, opt, loss)
         lr_schedule.step()
         ema.step(unet.parameters())
-        # bookkeeping: running loss, log rows, EMA snapshots
-        running.append(loss.item())
+        # bookkeeping: running loss, log rows, EMA snapshots, the resumable state
+        run["step"] = step
+        run["running"].append(loss.item())
         if step % log_every == 0 or step == steps:
-            log.append((step, step * batch_size / n, sum(running) / len(running)))
-            bar.set_postfix(loss=f"{log[-1][2]:.4f}")
-            running = []
+            run["log"].append((step, step * batch_size / n, sum(run["running"]) / len(run["running"])))
+            bar.set_postfix(loss=f"{run['log'][-1][2]:.4f}")
+            run["running"] = []
         if step in snapshot_steps:
-            snapshots[step] = ema_copy()
-    return ema_copy(), log, snapshots
+            run["snapshots"][step] = _ema_unet(unet, ema).half()
+        if save is not None and (step % save_every == 0 or step == steps):
+            save(state_now())
+    return _ema_unet(unet, ema), run["log"], run["snapshots"]

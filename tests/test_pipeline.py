@@ -14,7 +14,8 @@ from fakes import ROOT, dvc, run, write_fashion_mnist
 
 TINY = {
     "skip": 1,
-    "train": {"steps": 2, "batch_size": 16, "lr": 0.001, "warmup": 1, "ema_decay": 0.9, "snapshots": [0.5],
+    "train": {"steps": 2, "batch_size": 16, "lr": 0.001, "warmup": 1, "ema_decay": 0.9, "snapshot_epochs": [0.25],
+              "save_every": 1,
               "device": "cpu", "unet": {"block_out_channels": [8, 16], "layers_per_block": 1,
                                         "attention": [False, False], "norm_num_groups": 4}},
     "mixtures": {"k": 2, "max_step": 0.5},

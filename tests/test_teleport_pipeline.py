@@ -175,3 +175,6 @@ def test_auto_without_a_study_lands_where_the_optimizer_says(parts, tmp_path, mo
     again = TeleportPipeline.from_pretrained(tmp_path / "pipe")
     assert again.config.schedules == pipe.config.schedules and again.optimized(5)[0] == landing
     assert len(tables) == 1  # loaded, not searched again
+    if name == "heun":  # a sampler that ends elsewhere (unipc_bh1: at sigma_min) gets a table of its own
+        pipe.scheduler = make_scheduler("unipc_bh1", ddpm_config())
+        assert pipe.optimized(5)[1].sigmas[-1] > 0 and len(tables) == 2
