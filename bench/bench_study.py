@@ -6,7 +6,8 @@
 Each cell is ``stages/cell.py`` (``stages/cell_mixture.py`` for a mixture start) started as its stage starts it, in a
 fresh interpreter, writing to a temporary folder. Its wall time includes the interpreter start-up and imports, loading
 the model and the Inception network, the bootstrap and the writes; the cell prints its own sampling and Inception
-seconds. The overhead ratio is wall / (sampling + Inception), per cell.
+seconds (the network's forward passes; building it counts as overhead). The overhead ratio is wall / (sampling +
+Inception), per cell.
 """
 
 from __future__ import annotations

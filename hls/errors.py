@@ -1,5 +1,7 @@
 """The library's error for a bad argument, so that a caller can name its own setting for it."""
 
+import numbers
+
 
 class ArgumentError(ValueError):
     """``name = value: allowed`` for the library argument ``name`` (e.g. ``steps = 2000: must be <= 1000 ...``)."""
@@ -10,9 +12,10 @@ class ArgumentError(ValueError):
 
 
 def check_integer(name: str, value, low: int = 1, high: int | None = None, allowed: str | None = None) -> int:
-    """``value`` when it is an integer (not a bool) in [low, high]; else the ArgumentError naming ``name`` (with
-    ``allowed``, or the range, as what is allowed)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    """``value`` when it is an integer (Python's or numpy's, not a bool) in [low, high]; else the ArgumentError naming
+    ``name`` (with ``allowed``, or the range, as what is allowed)."""
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not integral or value < low or (high is not None and value > high):
         raise ArgumentError(name, value, allowed or f"must be an integer >= {low}" + (
             "" if high is None else f" and <= {high}"))
     return value

@@ -61,7 +61,8 @@ def _fid_inception_v3_architecture() -> torch.nn.Module:
 
 
 def _load_tf_fid_helper(model: pfi.InceptionV3, path: Path) -> None:
-    """Copy the TorchScript's 94 conv+BN tensor groups, in order, into the model's BasicConv2d modules."""
+    """Copy the TorchScript's 94 conv+BN tensor groups, in order, into the model's BasicConv2d modules (every tensor
+    of the model up to pool3)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice: nothing a user can act on
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
@@ -79,6 +80,7 @@ def _load_tf_fid_helper(model: pfi.InceptionV3, path: Path) -> None:
             m.bn.bias.copy_(state[f"{prefix}.beta"])
             m.bn.running_mean.copy_(state[f"{prefix}.mean"])
             m.bn.running_var.copy_(state[f"{prefix}.var"])
+            m.bn.num_batches_tracked.zero_()
             m.bn.eps = 1e-3
 
 
@@ -104,10 +106,11 @@ def inception(weights: str = "tf-fid-helper", backend: str = "fp32") -> torch.nn
             )
         model = pfi.InceptionV3(block)
     else:
-        # pytorch-fid's constructor with the download replaced by the conversion
-        with mock.patch.object(pfi, "fid_inception_v3", _fid_inception_v3_architecture):
+        # pytorch-fid's constructor with the download replaced by the conversion; built without the random
+        # initialisation (on the meta device) that the conversion overwrites in every tensor
+        with torch.device("meta"), mock.patch.object(pfi, "fid_inception_v3", _fid_inception_v3_architecture):
             model = pfi.InceptionV3(block)
-        _load_tf_fid_helper(model, fid_helper_file())
+        _load_tf_fid_helper(model.to_empty(device="cpu"), fid_helper_file())
     model = model.eval()
     if backend == "folded":
         fold_batchnorm(model)

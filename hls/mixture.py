@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hls.analytic import F64, AnalyticModel, column_rows, sigma_column
-from hls.errors import ArgumentError
+from hls.errors import ArgumentError, check_integer
 from hls.gaussian import Gaussian
 from hls.moments import Moments, kmeans
 
@@ -204,8 +204,7 @@ class LowRankGaussian(AnalyticModel):
         """Keep the ``rank`` largest eigenpairs; residual = mean of the discarded eigenvalues (0 when rank = D), so the
         trace is preserved."""
         d = gaussian.dim
-        if not isinstance(rank, int) or not 0 <= rank <= d:
-            raise ValueError(f"rank: {rank!r} must be an integer in [0, D = {d}]")
+        check_integer("rank", rank, 0, d, f"must be an integer in [0, D = {d}]")
         order = gaussian.eigvals.argsort(descending=True, stable=True)
         top, rest = order[:rank], order[rank:]
         residual = gaussian.eigvals[rest].mean() if rank < d else 0.0

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from hls.errors import ArgumentError
+from hls.errors import ArgumentError, check_integer
 
 F64 = torch.float64
 SCALE = 127.5  # model space: x = u / SCALE - 1
@@ -58,7 +58,8 @@ class Moments:
     @classmethod
     def of(cls, images, groups=None, chunk: int = 4096) -> Moments:
         """The moments of uint8 ``images [N, ...]`` in the groups ``groups`` (int ``[N]`` in [0, K); None: one group),
-        read in chunks of ``chunk`` rows."""
+        read in chunks of ``chunk`` rows. Each image is flattened in its array order, so pass images as the model
+        holds them (``[N, C, H, W]``: ``hls.data`` arrays ``[N, H, W, C]`` transposed by ``(0, 3, 1, 2)``)."""
         x = _pixels(images)  # [N, D]
         n, d = x.shape
         groups = torch.zeros(n, dtype=torch.int64) if groups is None else torch.as_tensor(np.asarray(groups))
@@ -117,10 +118,8 @@ def kmeans(images, k: int, *, seed: int = 0, iters: int = 100, chunk: int = 4096
     """
     x = _pixels(images)  # [N, D]
     n = x.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ArgumentError("k", k, f"must be an integer in [1, N = {n}]")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ArgumentError("iters", iters, "must be an integer >= 1")
+    check_integer("k", k, 1, n, f"must be an integer in [1, N = {n}]")
+    check_integer("iters", iters)
     gen = torch.Generator().manual_seed(seed)
     wide = x.to(torch.int64)  # [N, D]
     norms = wide.square().sum(1)  # [N] ‖u‖²

@@ -14,23 +14,21 @@ expensive part: G * substeps + G UNet evaluations) serve every budget (``CostTab
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from hls.analytic import F64
-from hls.errors import ArgumentError
+from hls.errors import ArgumentError, check_integer
 from hls.gaussian import ve_to_vp
 from hls.schedules import OPTIMIZABLE, Schedule, end_sigma, scheduler_name, timestep_of_sigma, train_sigmas
 
 ROUND_OFF = 1e-5  # relative: a training sigma this close above ``end`` is ``end`` (float32 vs float64 arithmetic)
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ArgumentError(name, value, f"must be an integer >= {low}")
 
 
 # --- the model as a denoiser ----------------------------------------------------------------------------------------
@@ -87,7 +85,7 @@ def candidate_grid(alphas_cumprod, size: int, end: float = 0.0) -> tuple[np.ndar
     if not 0 <= end < train[-1]:
         raise ArgumentError("end", end, f"must be in [0, sigma_max = {train[-1]:.6g})")
     lowest = int(np.searchsorted(train, end * (1 + ROUND_OFF), side="right"))  # the lowest timestep above end
-    _check_int("size", size, 2)
+    check_integer("size", size, 2)
     if size > len(train) - lowest:
         raise ArgumentError("size", size, f"must be <= {len(train) - lowest}, the training timesteps above end = {end}")
     target = np.linspace(np.log(train[-1]), np.log(train[lowest]), size)  # [G] log sigmas
@@ -126,7 +124,7 @@ def teacher(D, noise: torch.Tensor, grid_sigmas, substeps: int, progress: bool =
     state at the last positive node. With ``substeps = 1`` this is the one-step-per-node base path.
     """
     sigmas = _check_sigmas(grid_sigmas)
-    _check_int("substeps", substeps, 1)
+    check_integer("substeps", substeps, 1)
     plan = [_substeps(s, s_next, substeps) for s, s_next in zip(sigmas[:-1], sigmas[1:])]
     states = torch.empty((len(sigmas), *noise.shape), dtype=F64, device=noise.device)  # [G + 1, B, ...]
     states[0] = x = sigmas[0] * noise.to(F64)
@@ -183,7 +181,7 @@ def _check_budget(budget, n: int, evals_per_step: int, last_step_evals: int, jum
         rest = budget - spent - last_step_evals
         return rest >= 0 and rest % evals_per_step == 0 and rest // evals_per_step <= most
 
-    _check_int("budget", budget, 1)
+    check_integer("budget", budget, 1)
     if reachable(0, n - 2) or (jump_evals is not None and reachable(jump_evals, n - 3)):
         return
     rule = f"{last_step_evals} + k * {evals_per_step} with 0 <= k <= {n - 2}"
@@ -208,13 +206,13 @@ def search(cost, budget: int, *, evals_per_step: int = 1, last_step_evals: int =
     if cost.ndim != 2 or cost.shape[0] != cost.shape[1] or cost.shape[0] < 2 or np.isnan(cost).any():
         raise ArgumentError("cost", cost.shape, "must be a square [n, n] array, n >= 2, without NaN")
     n = cost.shape[0]
-    _check_int("evals_per_step", evals_per_step, 1)
-    _check_int("last_step_evals", last_step_evals, 1)
+    check_integer("evals_per_step", evals_per_step, 1)
+    check_integer("last_step_evals", last_step_evals, 1)
     if jump is not None:
         jump = np.asarray(jump, dtype=np.float64)
         if jump.shape != (n,) or np.isnan(jump).any():
             raise ArgumentError("jump", jump.shape, f"must be [n] = [{n}] costs without NaN, or None")
-        _check_int("jump_evals", jump_evals, 0)
+        check_integer("jump_evals", jump_evals, 0)
     _check_budget(budget, n, evals_per_step, last_step_evals, None if jump is None else jump_evals)
 
     end = n - 1
@@ -293,6 +291,29 @@ class CostTable:
         return Optimized(schedule, None if landing is None else float(self.sigmas[landing]), error, tuple(path))
 
 
+TABLE_FIELDS = ("timesteps", "sigmas", "cost", "jump")
+
+
+def save_tables(path, tables: dict[float, CostTable]) -> None:
+    """Write cost tables by the sigma their sampler ends at (``{end: CostTable}``, with jump costs) to ``path`` as
+    safetensors (deterministic bytes; not atomic)."""
+    tensors = {}
+    for k, table in enumerate(tables.values()):
+        if table.jump is None:
+            raise ArgumentError("tables", "a table without jump costs", "each needs them (cost_table with a model)")
+        tensors |= {f"{k}.{name}": torch.from_numpy(np.ascontiguousarray(getattr(table, name)))
+                    for name in TABLE_FIELDS}
+    save_file(tensors, str(path), metadata={"ends": json.dumps(list(tables))})
+
+
+def load_tables(path) -> dict[float, CostTable]:
+    """The ``{end: CostTable}`` that ``save_tables`` wrote."""
+    with safe_open(str(path), framework="pt") as f:
+        ends = json.loads(f.metadata()["ends"])
+        return {end: CostTable(*(f.get_tensor(f"{k}.{name}").numpy() for name in TABLE_FIELDS))
+                for k, end in enumerate(ends)}
+
+
 def cost_table(unet, alphas_cumprod, noise: torch.Tensor, *, size: int, substeps: int, end: float = 0.0,
                model=None, progress: bool = False) -> CostTable:
     """The expensive part, once for every budget: the grid (``candidate_grid``), the teacher from standard normal
@@ -300,7 +321,6 @@ def cost_table(unet, alphas_cumprod, noise: torch.Tensor, *, size: int, substeps
     an analytic ``model`` (on the same device), the jump costs. ``size * substeps + size`` UNet evaluations (fewer by
     ``substeps - 1`` when ``end = 0``)."""
     timesteps, sigmas = candidate_grid(alphas_cumprod, size, end)
-    _check_int("substeps", substeps, 1)
     D = denoiser(unet, alphas_cumprod)
     states = teacher(D, noise, sigmas, substeps, progress)  # [G + 1, B, C, H, W]
     jump = None if model is None else jump_costs(model, states, sigmas)
@@ -314,7 +334,7 @@ TEACHER_SEED = 2**31  # teacher image i is drawn from seed TEACHER_SEED + i, far
 
 def teacher_noise(n: int, shape, seed: int = TEACHER_SEED) -> torch.Tensor:
     """Standard normal float32 ``[n, *shape]``, image i from ``torch.Generator().manual_seed(seed + i)`` only."""
-    _check_int("n", n, 1)
+    check_integer("n", n, 1)
     return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(seed + i))
                         for i in range(n)])
 

@@ -3,32 +3,71 @@ its budget, the controls against the Gaussian jump, the best landing per budget 
 the sigma grid), the frontier across samplers at equal NFE and at equal compute, and the figure.
 
 A cell is one sample set with its record (``stages/cell.py``: scheduler, family, nfe, start, sigma_skip, fid,
-fid_low, fid_high, jump_cost, compute, ...) and its paired bootstrap replicates (``hls.study``).
+fid_low, fid_high, jump_cost, compute, ...) and its paired bootstrap replicates (``hls.study``). In the ``optimized``
+family the step-placement optimizer (``hls.optimize``) chose the steps and, for the Gaussian arm, the landing.
+
+Every choice above (the best landing, the frontier's cells) is made on the images it is measured on, so its FID is
+biased low. The held-out cells (``heldout_names``: the chosen cells, their plain arms and every optimized cell) are
+measured again on a disjoint block of images; ``with_heldout`` and ``heldout_frontier`` carry those FIDs and paired
+ratios beside the in-sample ones, and a claim stands on them.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from safetensors.numpy import load_file
 
+from hls import OPTIMIZED
 from hls.study import compare
 
 JUMP_STARTS = ("gaussian", "isotropic", "mean", "gmm_kmeans", "gmm_classes")  # teleport: a jump with an analytic model
 COMPARISON = ["ratio", "ratio_low", "ratio_high", "verdict"]
 COLUMNS = ["scheduler", "family", "nfe", "start", "sigma_skip", "landing_sigma", "fid", "fid_low", "fid_high", "n",
            "jump_cost", "compute", *COMPARISON, *(f"{c}_vs_gaussian" for c in COMPARISON)]
-LANDINGS = ["scheduler", "family", "nfe", "sigma_skip", "fid", "fid_low", "fid_high", *COMPARISON, "edge",
+LANDINGS = ["scheduler", "family", "nfe", "sigma_skip", "cell", "fid", "fid_low", "fid_high", *COMPARISON, "edge",
             "sigmas_tried", "plain_fid", "nfe_saved"]
 FRONTIER = ["budget", "basis", "plain", "plain_fid", "plain_fid_low", "plain_fid_high", "teleport", "teleport_fid",
             "teleport_fid_low", "teleport_fid_high", "teleport_compute", *COMPARISON]
+HELDOUT = ["heldout_fid", "heldout_fid_low", "heldout_fid_high", *(f"heldout_{c}" for c in COMPARISON)]
+HELDOUT_FRONTIER = ["heldout_plain_fid", "heldout_teleport_fid", *(f"heldout_{c}" for c in COMPARISON)]
+VS_GRID = ["grid_cell", *(f"heldout_{c}_vs_grid" for c in COMPARISON)]
 
 
 def cell_name(row) -> str:
-    """``scheduler-family-nfe-start[-sigma]``: the cell's name in the study's stage outputs."""
-    sigma = "" if pd.isna(row.sigma_skip) else f"-{row.sigma_skip:g}"
+    """``scheduler-family-nfe-start[-sigma]``: the cell's name in the study's stage outputs (an optimized cell has no
+    sigma in its name: the optimizer chose it)."""
+    sigma = "" if pd.isna(row.sigma_skip) or row.family == OPTIMIZED else f"-{row.sigma_skip:g}"
     return f"{row.scheduler}-{row.family}-{row.nfe}-{row.start}{sigma}"
+
+
+def cell_names(study: dict) -> list[str]:
+    """The cells of a study's axes (params ``study``: samplers, nfe, sigmas, and optionally controls, mixtures and
+    optimized), by the names of their stage outputs (dvc.yaml, study/dvc.yaml)."""
+    grid = [f"{sampler}-{nfe}" for sampler in study["samplers"] for nfe in study["nfe"]]
+    names = [f"{g}-plain" for g in grid] + [f"{g}-gaussian-{sigma}" for g in grid for sigma in study["sigmas"]]
+    for axes in (study[key] for key in ("controls", "mixtures") if key in study):
+        names += [f"{sampler}-{nfe}-{start}-{sigma}" for sampler in axes["samplers"] for nfe in study["nfe"]
+                  for start in axes["starts"] for sigma in axes["sigmas"]]
+    if "optimized" in study:
+        names += [f"{scheduler}-{OPTIMIZED}-{nfe}-{start}" for scheduler in study["optimized"]["samplers"]
+                  for nfe in study["nfe"] for start in ("plain", "gaussian")]
+    return names
+
+
+def read_cells(folder, names: list[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The records (one row each) and bootstrap replicates ``[B]`` of the cells ``names`` in ``folder``
+    (``<name>.json``, ``<name>.safetensors``); FileNotFoundError naming how many are missing and the first."""
+    folder = Path(folder)
+    missing = [name for name in names if not (folder / f"{name}.json").exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} cells have no record in {folder} (e.g. {missing[0]})")
+    records = pd.DataFrame([json.loads((folder / f"{name}.json").read_text()) for name in names])
+    return records, [load_file(folder / f"{name}.safetensors")["images"] for name in names]
 
 
 def _paired(cells: pd.DataFrame, replicates: list[np.ndarray], i: int, j) -> dict:
@@ -74,22 +113,25 @@ def nfe_for_fid(nfes, fids, target: float) -> float | None:
 
 
 def landings(table: pd.DataFrame) -> pd.DataFrame:
-    """The best Gaussian landing per scheduler, family and budget (an ``against_plain`` table): its sigma, FID and
-    paired ratio to plain; ``edge`` "top" or "bottom" when it is the largest or smallest sigma tried (the optimum may
-    lie beyond: no claim rests on it), else ""; the NFE it saves at equal FID on the plain curve (``nfe_for_fid``;
-    empty outside the curve)."""
+    """The best Gaussian landing per scheduler, family and budget (an ``against_plain`` table): its sigma, cell, FID
+    and paired ratio to plain; ``edge`` "top" or "bottom" when it is the largest or smallest sigma tried (the optimum
+    may lie beyond: no claim rests on it), else ""; the NFE it saves at equal FID on the plain curve (``nfe_for_fid``;
+    empty outside the curve). In the optimized family the one Gaussian cell is the optimizer's landing (sigma empty
+    where it chose no jump; ``sigmas_tried`` "optimizer")."""
     rows = []
     for (scheduler, family), sampler in table.groupby(["scheduler", "family"], sort=True):
         plain = sampler[sampler.start == "plain"].sort_values("nfe")
         for nfe, cell in sampler[sampler.start == "gaussian"].groupby("nfe", sort=True):
             best = cell.loc[cell.fid.idxmin()]
             sigmas = sorted(cell.sigma_skip)
-            edge = "top" if best.sigma_skip == sigmas[-1] else "bottom" if best.sigma_skip == sigmas[0] else ""
+            edge = "" if family == OPTIMIZED else "top" if best.sigma_skip == sigmas[-1] else \
+                "bottom" if best.sigma_skip == sigmas[0] else ""
             found = nfe_for_fid(plain.nfe, plain.fid, best.fid) if len(plain) else None
             plain_fid = plain.fid[plain.nfe == nfe]
-            rows.append({"scheduler": scheduler, "family": family, "nfe": nfe, **best[["sigma_skip", "fid", "fid_low",
-                         "fid_high", *COMPARISON]].to_dict(), "edge": edge,
-                         "sigmas_tried": " ".join(f"{s:g}" for s in sigmas),
+            rows.append({"scheduler": scheduler, "family": family, "nfe": nfe, "sigma_skip": best.sigma_skip,
+                         "cell": cell_name(best), **best[["fid", "fid_low", "fid_high", *COMPARISON]].to_dict(),
+                         "edge": edge, "sigmas_tried": "optimizer" if family == OPTIMIZED else " ".join(
+                             f"{s:g}" for s in sigmas),
                          "plain_fid": plain_fid.iloc[0] if len(plain_fid) else np.nan,
                          "nfe_saved": np.nan if found is None else round(found - nfe, 2)})
     return pd.DataFrame(rows, columns=LANDINGS)
@@ -102,9 +144,11 @@ def _best(candidates: pd.DataFrame):
 def frontier(table: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
     """Per budget B of the study, the best plain cell over every scheduler and family against the best teleport cell
     (any jump start) over all, paired: at equal NFE (both spend B UNet evaluations) and at equal compute (plain with
-    NFE <= B against teleport whose NFE + jump cost, rounded to whole UNet evaluations, is <= B). ``replicates`` by
-    the table's index."""
-    plain, jumps = table[table.start == "plain"], table[table.start.isin(JUMP_STARTS)]
+    NFE <= B against teleport whose NFE + jump cost, rounded to whole UNet evaluations, is <= B). A teleport cell
+    jumps: an optimized Gaussian cell whose optimizer chose no jump is its plain arm and does not count. ``replicates``
+    by the table's index."""
+    plain = table[table.start == "plain"]
+    jumps = table[table.start.isin(JUMP_STARTS) & table.sigma_skip.notna()]
     rows = []
     for budget in sorted(table.nfe.unique()):
         for basis, p, t in (("nfe", plain[plain.nfe == budget], jumps[jumps.nfe == budget]),
@@ -122,6 +166,68 @@ def frontier(table: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
                 row |= compare(table.fid[j], replicates[j], table.fid[i], replicates[i])
             rows.append(row)
     return pd.DataFrame(rows, columns=FRONTIER)
+
+
+def heldout_names(table: pd.DataFrame, best: pd.DataFrame, front: pd.DataFrame) -> list[str]:
+    """The cells to measure again on held-out images, in the table's order: each best landing (``best``, a
+    ``landings`` table) and its plain arm, every cell of the optimized family, and both cells of every frontier pair
+    (``front``, a ``frontier`` table)."""
+    chosen = set(best.cell) | {f"{r.scheduler}-{r.family}-{r.nfe}-plain" for r in best.itertuples()}
+    chosen |= {name for side in ("plain", "teleport") for name in front[side].dropna()}
+    names = [cell_name(row) for row in table.itertuples()]
+    return [name for name, family in zip(names, table.family) if name in chosen or family == OPTIMIZED]
+
+
+def _by_name(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.set_axis([cell_name(row) for row in frame.itertuples()])
+
+
+def _positions(frame: pd.DataFrame) -> dict:
+    """{cell name: index} of a table's rows."""
+    return dict(zip((cell_name(row) for row in frame.itertuples()), frame.index))
+
+
+def with_heldout(frame: pd.DataFrame, heldout: pd.DataFrame, on: str | None = None) -> pd.DataFrame:
+    """``frame`` with the ``HELDOUT`` columns (FID, interval, paired ratio to the plain arm) of its cells' held-out
+    twins (``heldout``: an ``against_plain`` table of the held-out cells), by cell name: the row's own (an
+    ``against_plain`` table) or the one in column ``on`` (``landings``: "cell"); empty where a cell has no twin."""
+    names = [cell_name(row) for row in frame.itertuples()] if on is None else list(frame[on])
+    twins = _by_name(heldout)[["fid", "fid_low", "fid_high", *COMPARISON]].reindex(names)
+    return pd.concat([frame, twins.set_axis(HELDOUT, axis=1).set_axis(frame.index)], axis=1)
+
+
+def heldout_frontier(front: pd.DataFrame, heldout: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
+    """``front`` (a ``frontier`` table, chosen in-sample) with ``HELDOUT_FRONTIER``: its two cells' held-out FIDs and
+    their paired ratio, teleport over plain (``heldout`` with ``replicates`` by its index)."""
+    index = _positions(heldout)
+    rows = []
+    for r in front.itertuples():
+        i, j = index.get(r.plain), index.get(r.teleport)
+        row = {} if i is None else {"heldout_plain_fid": heldout.fid[i]}
+        row |= {} if j is None else {"heldout_teleport_fid": heldout.fid[j]}
+        if i is not None and j is not None:
+            row |= {f"heldout_{k}": v for k, v in compare(heldout.fid[j], replicates[j], heldout.fid[i],
+                                                          replicates[i]).items()}
+        rows.append(row)
+    return pd.concat([front, pd.DataFrame(rows, index=front.index, columns=HELDOUT_FRONTIER)], axis=1)
+
+
+def optimizer_vs_grid(best: pd.DataFrame, heldout: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
+    """``best`` (``landings``) with ``VS_GRID`` on its optimized rows: the default family's best grid landing of the
+    same scheduler and budget (``grid_cell``) and the held-out paired ratio of the optimizer's Gaussian cell to it
+    (``heldout`` with ``replicates`` by its index)."""
+    index = _positions(heldout)
+    grid = {(r.scheduler, r.nfe): r.cell for r in best.itertuples() if r.family == "default"}
+    rows = []
+    for r in best.itertuples():
+        cell = grid.get((r.scheduler, r.nfe)) if r.family == OPTIMIZED else None
+        i, j = index.get(cell), index.get(r.cell)
+        row = {} if cell is None else {"grid_cell": cell}
+        if i is not None and j is not None:
+            row |= {f"heldout_{k}_vs_grid": v for k, v in compare(heldout.fid[j], replicates[j], heldout.fid[i],
+                                                                  replicates[i]).items()}
+        rows.append(row)
+    return pd.concat([best, pd.DataFrame(rows, index=best.index, columns=VS_GRID)], axis=1)
 
 
 def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float | None = None):
@@ -147,7 +253,7 @@ def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float 
         best = rows.sort_values("fid").groupby("nfe").head(1).sort_values("nfe")
         ax.errorbar(best.nfe, best.fid, yerr=[best.fid - best.fid_low, best.fid_high - best.fid], label=label,
                     color=color, marker="o", capsize=3, linestyle="-" if solid else "--")
-        for r in best.itertuples() if annotate else ():
+        for r in (r for r in best.itertuples() if annotate and not pd.isna(r.sigma_skip)):
             ax.annotate(f"σ={r.sigma_skip:g}", (r.nfe, r.fid), textcoords="offset points", xytext=(0, -12),
                         ha="center", fontsize=7)
 
@@ -181,5 +287,45 @@ def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float 
         ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel("FID (95 % bootstrap interval)")
+    fig.tight_layout()
+    return fig
+
+
+def ratio_figure(best: pd.DataFrame):
+    """The claims of a ``landings`` table: teleport / plain (paired FID ratio, 95 % interval) of each best landing
+    against NFE, one panel per scheduler (each on its own axis, fitted to its ratios), one colour per family. With
+    held-out columns (``with_heldout``) the held-out ratio is drawn filled beside the hollow in-sample one. Returns
+    the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    schedulers = list(dict.fromkeys(best.scheduler))
+    colors = dict(zip(dict.fromkeys(best.family), sns.color_palette("colorblind", best.family.nunique())))
+    sides = [("", "in-sample", "none")] + ([("heldout_", "held-out", None)] if "heldout_ratio" in best else [])
+    columns = min(len(schedulers), 4)
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(math.ceil(len(schedulers) / columns), columns, figsize=(4.2 * columns, 3.4 * math.ceil(
+        len(schedulers) / columns)), squeeze=False)
+    budgets = sorted(best.nfe.unique())
+    position = {nfe: k for k, nfe in enumerate(budgets)}
+    for ax, scheduler in zip(axes.flat, schedulers):
+        mine = best[best.scheduler == scheduler]
+        arms = [(family, side) for family in dict.fromkeys(mine.family) for side in sides]
+        width = 0.8 / len(arms)
+        for k, (family, (prefix, label, face)) in enumerate(arms):
+            shown = mine[(mine.family == family) & mine[f"{prefix}ratio"].notna()]
+            ratio = shown[f"{prefix}ratio"]
+            ax.errorbar([position[n] - 0.4 + width * (k + 0.5) for n in shown.nfe], ratio,
+                        yerr=[ratio - shown[f"{prefix}ratio_low"], shown[f"{prefix}ratio_high"] - ratio], fmt="o",
+                        color=colors[family], markerfacecolor=face or colors[family], capsize=2,
+                        label=f"{family}, {label}")
+        ax.axhline(1.0, color="grey", linewidth=1)
+        ax.set_xticks(range(len(budgets)), [str(n) for n in budgets])
+        ax.set(title=scheduler, xlabel="NFE (UNet evaluations)")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(schedulers):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("teleport / plain FID")
     fig.tight_layout()
     return fig

@@ -17,6 +17,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from hls import OPTIMIZED
 from hls.analytic import F64
 from hls.budget import prepare, sample_budget, steps_for_nfe
 from hls.errors import ArgumentError, check_generators, check_integer
@@ -73,9 +74,10 @@ class TeleportPipelineOutput(BaseOutput):
 
 def landings_of(table: pd.DataFrame) -> dict:
     """A landings table (``hls.pareto.landings``: scheduler, family, nfe, sigma_skip) as the pipeline's ``landings``
-    config: ``{"scheduler-family": {"nfe": sigma_skip}}``."""
+    config: ``{"scheduler-family": {"nfe": sigma_skip}}``, for the families with a grid of landings (the optimized
+    family's steps and landings are the pipeline's own ``schedules``)."""
     out = {}
-    for row in table.itertuples():
+    for row in table[table.family != OPTIMIZED].itertuples():
         out.setdefault(f"{row.scheduler}-{row.family}", {})[str(int(row.nfe))] = float(row.sigma_skip)
     return out
 

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hls.analytic import F64
-from hls.errors import ArgumentError
+from hls.errors import ArgumentError, check_integer
 from hls.gaussian import Gaussian, gaussian_models, ve_to_vp
 from hls.mixture import MIXTURES, DeltaMixture, LowRankGaussian
 from hls.schedules import model_sigmas, nearest_timestep
@@ -44,8 +44,7 @@ def sigma_grid(alphas_cumprod, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     repeated timesteps (possible at the low end for large n) are kept once. Returns ``(sigmas float64 [m],
     timesteps long [m])``, ``m <= n``, ascending, where ``sigmas`` are the exact sigmas of those timesteps.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"sigma_grid: n = {n!r} must be an integer >= 1")
+    check_integer("n", n)
     all_sigmas = model_sigmas(alphas_cumprod)  # [T]
     lo, hi = float(all_sigmas.min()), float(all_sigmas.max())
     targets = torch.logspace(np.log10(lo), np.log10(hi), n, dtype=F64)  # [n]

@@ -1,9 +1,11 @@
-"""Stage plain / jump / control @ cell of the equal-NFE study: ``study.n`` images with exactly ``--nfe`` UNet
-evaluations by ``--sampler`` (scheduler-family, e.g. dpmsolver-karras) from ``--start`` (plain; noise; or a jump to
-``--sigma-skip`` with the Gaussian in ``--model``, or its isotropic or mean-only version), and their FID with bootstrap
-replicates, in one process. The record also carries the jump's cost in UNet evaluations of the same batch, measured
-here (the one value of a record that is not reproducible to the byte). Runs under ``torchrun`` (each rank samples its
-share of image indices; rank 0 scores and writes)."""
+"""Stage plain / jump / control / optimized @ cell of the equal-NFE study: ``study.n`` images with exactly ``--nfe``
+UNet evaluations by ``--sampler`` (scheduler-family, e.g. dpmsolver-karras) from ``--start`` (plain; noise; or a jump
+to ``--sigma-skip`` with the Gaussian in ``--model``, or its isotropic or mean-only version), and their FID with
+bootstrap replicates, in one process. In the family ``optimized`` the steps and the Gaussian arm's landing are those of
+``--schedule`` (stages/schedule.py). Image i is drawn from seed + ``--first`` + i: 0 for the study's images, n for its
+held-out block (stages/heldout.py). The record also carries the jump's cost in UNet evaluations of the same batch,
+measured here (the one value of a record that is not reproducible to the byte). Runs under ``torchrun`` (each rank
+samples its share of image indices; rank 0 scores and writes)."""
 
 import argparse
 import json
@@ -15,12 +17,13 @@ import torch
 from safetensors.torch import save_file
 
 from common import atomic_path, check, choice, device, integer, load_params, params_errors, validate, write_json
-from hls import distributed
+from hls import OPTIMIZED, distributed
 from hls.budget import JUMPS, prepare, sample_budget_seeded, steps_for_nfe
 from hls.data import to_uint8
 from hls.fid import BACKENDS, WEIGHTS, activations, fid_with_replicates, inception, load_stats
 from hls.gaussian import Gaussian, gaussian_models
 from hls.models import check_compatible, load_scheduler_config, load_unet
+from hls.optimize import Optimized
 from hls.schedules import make_scheduler
 from hls.study import interval
 
@@ -72,7 +75,21 @@ def parse_args():
     parser.add_argument("--model", type=Path, help="the analytic model to jump with (.safetensors)")
     parser.add_argument("--grid", default="params.yaml", help="the study's params file (study.n and the axes)")
     parser.add_argument("--axes", default="study", help="AXES: the section of --grid the values above come from")
+    parser.add_argument("--schedule", type=Path, help="the optimized schedule (.json) of the family optimized")
+    parser.add_argument("--first", type=int, default=0, help="image i is drawn from seed + first + i")
     return parser.parse_args()
+
+
+def optimized_schedule(args, scheduler: str) -> Optimized:
+    """The schedule record ``--schedule``, which must be the one of this sampler, budget and arm."""
+    record = json.loads(args.schedule.read_text())
+    arm = "plain" if args.start == "plain" else "gaussian"
+    check(args.start in ("plain", "gaussian"), "--start", args.start, f"the family {OPTIMIZED} has the arms plain "
+                                                                      "and gaussian", "the command line")
+    found = (record["scheduler"], record["nfe"], record["start"])
+    check(found == (scheduler, args.nfe, arm), "--schedule", str(args.schedule), f"holds the schedule of {found}, "
+          f"not of {(scheduler, args.nfe, arm)}", "the command line")
+    return Optimized.of(record)
 
 
 def main(mixtures: dict | None = None):
@@ -87,6 +104,9 @@ def main(mixtures: dict | None = None):
     check(args.start in ("plain", "noise") or args.model is not None, "--model", None,
           f"the jump start {args.start} needs the analytic model's file", "the command line")
     scheduler, _, family = args.sampler.partition("-")
+    check((family == OPTIMIZED) == (args.schedule is not None), "--schedule", None if args.schedule is None else
+          str(args.schedule), f"is needed exactly in the family {OPTIMIZED}", "the command line")
+    check(args.first >= 0, "--first", args.first, "must be an integer >= 0", "the command line")
     n, batch_size, seed = grid["study"]["n"], p["sampler"]["batch_size"], p["seed"]
     dev = distributed.local_device(device(p["device"]))
     image_shape = np.load(args.images, mmap_mode="r").shape[1:]  # [H, W, C]
@@ -95,12 +115,20 @@ def main(mixtures: dict | None = None):
                        steps=budget_key, sigma_skip=(f"{args.axes}.sigmas", args.sigma_skip)), \
             params_errors(p, source="model.source", image_shape="data.name"):
         steps = steps_for_nfe(scheduler, args.nfe)
-        sampler = make_scheduler(scheduler, load_scheduler_config(p["model"]["source"]), family or "default")
-        start, model = (args.start, None) if args.start in ("plain", "noise") else ("jump", TimedJump(
-            gaussian_models(Gaussian.load(args.model))[args.start] if args.start in JUMPS
-            else mixtures[args.start](args.model, p)))
-        budget = prepare(sampler, nfe=args.nfe, start=start, sigma_skip=args.sigma_skip, model=model,
-                         dim=int(np.prod(image_shape)), device=dev)  # laid out and checked once, before the UNet
+        sampler = make_scheduler(scheduler, load_scheduler_config(p["model"]["source"]),
+                                 "default" if family == OPTIMIZED else family or "default")
+        placed = None if args.schedule is None else optimized_schedule(args, scheduler)
+        sigma_skip = args.sigma_skip if placed is None else placed.landing
+        start, model = args.start, None
+        if args.start not in ("plain", "noise"):
+            if placed is not None and placed.landing is None:
+                start = "plain"  # the optimizer chose no jump for this arm: it samples as its plain arm
+            else:
+                start, model = "jump", TimedJump(gaussian_models(Gaussian.load(args.model))[args.start]
+                                                 if args.start in JUMPS else mixtures[args.start](args.model, p))
+        budget = prepare(sampler, nfe=args.nfe, start=start, sigma_skip=sigma_skip, model=model,
+                         dim=int(np.prod(image_shape)), schedule=None if placed is None else placed.schedule,
+                         device=dev)  # laid out and checked once, before the UNet
         unet = load_unet(p["model"]["source"])
         check_compatible(unet, image_shape)
 
@@ -108,8 +136,9 @@ def main(mixtures: dict | None = None):
     indices = distributed.shard(n, rank, world, block=batch_size)  # whole batches: identical bytes at any world size
     network = Timed(unet.to(dev))
     begin = time.perf_counter()
-    x = sample_budget_seeded(network, budget, [seed + i for i in indices], shape=(image_shape[2], *image_shape[:2]),
-                             batch_size=batch_size, device=dev, progress=rank == 0)
+    seeds = [seed + args.first + i for i in indices]
+    x = sample_budget_seeded(network, budget, seeds, shape=(image_shape[2], *image_shape[:2]), batch_size=batch_size,
+                             device=dev, progress=rank == 0)
     x = distributed.gather(x, indices, n)
     sampling = time.perf_counter() - begin
     distributed.finish()
@@ -119,8 +148,8 @@ def main(mixtures: dict | None = None):
     jump_cost = 0.0 if model is None else model.teleport.seconds / model.teleport.calls / (
         network.seconds / network.calls)
 
-    begin = time.perf_counter()
     net = inception(p["fid"]["weights"], p["fid"]["backend"]).to(dev)
+    begin = time.perf_counter()
     features = activations(to_uint8(x), net, batch_size=p["fid"]["batch_size"], device=dev, progress=True)
     scoring = time.perf_counter() - begin
     begin = time.perf_counter()
@@ -129,9 +158,9 @@ def main(mixtures: dict | None = None):
     bootstrap = time.perf_counter() - begin
 
     record = {
-        "scheduler": scheduler, "family": family, "nfe": args.nfe, "start": args.start, "sigma_skip": args.sigma_skip,
+        "scheduler": scheduler, "family": family, "nfe": args.nfe, "start": args.start, "sigma_skip": sigma_skip,
         "landing_sigma": round(budget.landing, 6),
-        "steps": steps, "n": n, "seed": seed, "fid": round(fid, 4), "fid_low": round(low, 4),
+        "steps": steps, "n": n, "seed": seed, "first": args.first, "fid": round(fid, 4), "fid_low": round(low, 4),
         "fid_high": round(high, 4), "jump_cost": float(f"{jump_cost:.2g}"), "n_ref": p["fid_ref"]["n"],
         "ref_split": p["fid_ref"]["split"], "inception_weights": p["fid"]["weights"],
         "inception_backend": p["fid"]["backend"], "bootstrap": p["fid"]["bootstrap"],

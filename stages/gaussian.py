@@ -17,7 +17,7 @@ def main():
     parser.add_argument("out", type=Path, help="their exact moments (.safetensors)")
     args = parser.parse_args()
     images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
-    moments = Moments.of(images)
+    moments = Moments.of(images.transpose(0, 3, 1, 2))  # [N, C, H, W]: pixels in the order the model's tensors hold
     with atomic_path(args.out) as tmp:
         moments.save(tmp)
     gaussian = Gaussian.from_moments(moments)

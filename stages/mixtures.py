@@ -21,7 +21,7 @@ def main():
     args = parser.parse_args()
     p = load_params()
     validate(p, RULES)
-    images = np.load(args.images, mmap_mode="r")  # [N, H, W, C]
+    images = np.load(args.images, mmap_mode="r").transpose(0, 3, 1, 2)  # [N, C, H, W]: the model's pixel order
     mixtures = fit_mixtures(images, np.load(args.labels), p["mixtures"]["k"], seed=p["seed"])
     with atomic_path(args.out, directory=True) as tmp:
         for name, mixture in mixtures.items():

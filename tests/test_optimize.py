@@ -21,6 +21,8 @@ from hls.optimize import (
     cost_table,
     denoiser,
     jump_costs,
+    load_tables,
+    save_tables,
     search,
     step_costs,
     teacher,
@@ -396,3 +398,18 @@ def test_bad_arguments_name_the_argument(name, call):
     with pytest.raises(ArgumentError) as error:
         call()
     assert error.value.name == name
+
+
+def test_tables_round_trip_by_their_end_sigma(gaussian_table, unet_table, tmp_path):
+    tables = {0.0: gaussian_table[2], SIGMA_MIN: unet_table}
+    save_tables(tmp_path / "costs.safetensors", tables)
+    back = load_tables(tmp_path / "costs.safetensors")
+    assert list(back) == [0.0, SIGMA_MIN]  # the exact floats: a scheduler's end_sigma finds its table
+    for end, table in tables.items():
+        for field in dataclasses.fields(CostTable):
+            np.testing.assert_array_equal(getattr(back[end], field.name), getattr(table, field.name))
+        assert back[end].optimize(5, jump=True).record() == table.optimize(5, jump=True).record()
+    save_tables(tmp_path / "again.safetensors", back)
+    assert (tmp_path / "again.safetensors").read_bytes() == (tmp_path / "costs.safetensors").read_bytes()
+    with pytest.raises(ArgumentError, match="tables = 'a table without jump costs'"):
+        save_tables(tmp_path / "no.safetensors", {0.0: dataclasses.replace(unet_table, jump=None)})

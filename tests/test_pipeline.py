@@ -30,7 +30,8 @@ TINY = {
 }
 TINY_STUDY = {"study": {"n": 8, "samplers": ["dpmsolver-karras"], "nfe": [3], "sigmas": [20, 5],
                         "controls": {"samplers": ["dpmsolver-karras"], "starts": ["mean"], "sigmas": [5]},
-                        "mixtures": {"samplers": ["dpmsolver-karras"], "starts": ["gmm_kmeans"], "sigmas": [5]}}}
+                        "mixtures": {"samplers": ["dpmsolver-karras"], "starts": ["gmm_kmeans"], "sigmas": [5]},
+                        "optimized": {"samplers": ["dpmsolver"], "teacher": 2, "size": 6, "substeps": 2}}}
 
 
 def ran(output: str) -> set[str]:
@@ -159,17 +160,31 @@ def test_the_study_pipeline_runs_its_grid_and_keeps_its_results_in_git(repo):
     dvc(repo, "checkout", "-f")
     out = dvc(repo, "repro", "study/dvc.yaml")
     cells = {"plain@dpmsolver-karras-3", "jump@dpmsolver-karras-3-20", "jump@dpmsolver-karras-3-5",
-             "control@dpmsolver-karras-3-mean-5", "mixture@dpmsolver-karras-3-gmm_kmeans-5"}
-    assert ran(out.stdout) == {f"study/dvc.yaml:{c}" for c in cells} | {"study/dvc.yaml:pareto"}
+             "control@dpmsolver-karras-3-mean-5", "mixture@dpmsolver-karras-3-gmm_kmeans-5",
+             "optimized@dpmsolver-3-plain", "optimized@dpmsolver-3-gaussian"}
+    optimizer = {"costs", "schedule@dpmsolver-3-plain", "schedule@dpmsolver-3-gaussian"}
+    assert ran(out.stdout) == {f"study/dvc.yaml:{c}" for c in cells | optimizer | {"heldout", "pareto"}}
     table = pd.read_csv(repo / "plots/study/pareto.csv")
-    assert (table.family == "karras").all() and len(table) == 5
+    assert set(table.family) == {"karras", "optimized"} and len(table) == 7
+    schedule = json.loads((repo / "study/schedules/dpmsolver-3-gaussian.json").read_text())
+    mine = table[(table.family == "optimized") & (table.start == "gaussian")].iloc[0]
+    assert len(schedule["timesteps"]) == 3 and mine.landing_sigma == pytest.approx(schedule["sigmas"][0], rel=1e-5)
+    # the held-out block: its own images (seed + n + i), the chosen cells and both optimized ones
+    held = {f.stem: json.loads(f.read_text()) for f in (repo / "study/heldout").glob("*.json")}
+    assert {"dpmsolver-optimized-3-plain", "dpmsolver-optimized-3-gaussian", "dpmsolver-karras-3-plain"} <= set(held)
+    assert all(r["first"] == 8 for r in held.values()) and table.heldout_fid.notna().sum() == len(held)
+    twin = table[table.family == "optimized"].set_index("start")
+    assert held["dpmsolver-optimized-3-plain"]["fid"] != twin.fid["plain"]  # other images, other FID
+    assert pd.read_csv(repo / "plots/study/landings.csv").heldout_ratio.notna().all()
     mixture = table[table.start == "gmm_kmeans"].iloc[0]
     assert mixture.jump_cost > 0 and mixture.compute == pytest.approx(3 + mixture.jump_cost, abs=0.01)
     assert {"ratio_vs_gaussian", "verdict_vs_gaussian"} <= set(table.columns)
     front = pd.read_csv(repo / "plots/study/frontier.csv")
-    assert list(front.basis) == ["nfe", "compute"] and front.plain[0] == "dpmsolver-karras-3-plain"
-    assert "3" in json.loads((repo / "metrics/pareto.json").read_text())["frontier"]
-    assert len(list((repo / "study/cells").glob("*.json"))) == 5
+    assert list(front.basis) == ["nfe", "compute"] and front.plain[0] in {"dpmsolver-karras-3-plain",
+                                                                         "dpmsolver-optimized-3-plain"}
+    assert json.loads((repo / "metrics/pareto.json").read_text())["frontier"]["3"].keys() == {
+        "nfe", "compute", "nfe_heldout", "compute_heldout"}
+    assert len(list((repo / "study/cells").glob("*.json"))) == 7
     assert "study/cells" not in run(repo, "git", "check-ignore", "-v", "study/cells/x.json", check=False).stdout
     assert dvc(repo, "status", "study/dvc.yaml").stdout.strip() == "Data and pipelines are up to date."
     shown = next(iter(json.loads(dvc(repo, "metrics", "show", "--json").stdout).values()))["data"]  # the workspace
@@ -221,6 +236,20 @@ CELL = "cell.py data/dataset/test_images.npy models/fid_ref.safetensors data/bad
      "study.controls.starts = 'cold': each must be one of plain, noise, gaussian, isotropic, mean"),
     (f"{CELL} --sampler euler-default --nfe 4", {"study": {**TINY["study"], "n": 1}},
      "study.n = 1: must be an integer >= 2"),
+    (f"{CELL} --sampler dpmsolver-optimized --nfe 3", {},
+     "--schedule = None: is needed exactly in the family optimized"),
+    (f"{CELL} --sampler dpmsolver-optimized --nfe 5 --schedule study/schedules/dpmsolver-3-plain.json", {},
+     "--schedule = 'study/schedules/dpmsolver-3-plain.json': holds the schedule of ('dpmsolver', 3, 'plain'), not of "
+     "('dpmsolver', 5, 'plain')"),
+    ("costs.py data/gaussian.safetensors data/bad.safetensors", {"study": {**TINY["study"], "optimized": {
+        "samplers": ["ddim"], "teacher": 2, "size": 6, "substeps": 2}}},
+     "study.optimized.samplers = ['ddim']: must be a list of samplers whose steps can be placed: euler, heun"),
+    ("costs.py data/gaussian.safetensors data/bad.safetensors", {"study": {**TINY["study"], "optimized": {
+        "samplers": ["euler"], "teacher": 2, "size": 5000, "substeps": 2}}},
+     "study.optimized.size = 5000: must be <= 1000, the training timesteps above end = 0.0"),
+    ("schedule.py study/schedules/costs.safetensors data/bad.json --sampler heun --nfe 3 --start plain "
+     "--grid study/params.yaml", {}, "error: study/params.yaml: study.optimized.samplers = ['dpmsolver']: must "
+                                    "include heun, whose schedule is asked for"),
     (TRAIN, {"train": {**TINY["train"], "lr": -1.0}}, "train.lr = -1.0: must be a positive float"),
     (TRAIN, {"train": {**TINY["train"], "unet": {**TINY["train"]["unet"], "block_out_channels": []}}},
      "train.unet.block_out_channels = []: must be a non-empty list of positive integers"),

@@ -58,12 +58,12 @@ def test_errors_name_key_value_and_range(capsys):
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "stages").glob("*.py")))
 def test_the_committed_params_pass_every_stage_rule(script):
-    """Each stage's rules tables accept the committed params.yaml (and the study's params file its GRID_RULES): the
+    """Each stage's rules tables accept the committed params: RULES params.yaml, GRID_RULES both params.yaml and the
+    study's params file (the slice's axes and the grid's), STUDY_RULES the study's params file (the grid only): the
     defaults are valid, and every rule names a key that exists."""
     module = importlib.import_module(script)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    files = {"GRID_RULES": ["params.yaml", "study/params.yaml"], "STUDY_RULES": ["study/params.yaml"]}
     for name in dir(module):
         if name.endswith("RULES"):
-            grid = name == "GRID_RULES"
-            for file in (["params.yaml", "study/params.yaml"] if grid else ["params.yaml"]):
-                validate(yaml.safe_load((ROOT / file).read_text()) if grid else params, getattr(module, name), file)
+            for file in files.get(name, ["params.yaml"]):
+                validate(yaml.safe_load((ROOT / file).read_text()), getattr(module, name), file)

@@ -110,8 +110,8 @@ def test_auto_lands_where_the_study_measured_best(parts):
     pipe = pipeline(unet, gaussian, landings={"dpmsolver-default": measured, "unipc-karras": {"5": 2.0}})
     assert pipe(1, num_inference_steps=11, output_type="np").sigma_skip == pytest.approx(middle)
     assert pipe.auto(11) == (pytest.approx(middle), None) and pipe.config.schedules is None  # no optimizer run
-    table = {"scheduler": ["dpmsolver", "dpmsolver"], "family": ["default", "default"], "nfe": [5, 21],
-             "sigma_skip": [10.0, 40.0]}
+    table = {"scheduler": ["dpmsolver", "dpmsolver", "dpmsolver"], "family": ["default", "default", "optimized"],
+             "nfe": [5, 21, 5], "sigma_skip": [10.0, 40.0, 3.0]}  # optimized landings: the pipeline's own schedules
     assert landings_of(pd.DataFrame(table)) == {"dpmsolver-default": measured}
 
 
