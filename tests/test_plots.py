@@ -22,8 +22,10 @@ from plots_template import VEGA_LITE_MAJOR, vega_lite_version
 from fakes import ROOT, dvc, run
 
 SIGMAS = [0.01, 0.1, 1.0, 10.0, 100.0]
-VEGA_DIVS = {"FID_vs_NFE", "Score_approximation", "Equal-NFE_study_slice", "Equal-NFE_study", "plots_train_loss_csv"}
+VEGA_DIVS = {"FID_vs_NFE", "Score_approximation", "Equal-NFE_study_slice", "Equal-NFE_study", "Paired_ratios_slice",
+             "Paired_ratios", "plots_train_loss_csv"}
 STUDIES = ("plots/slice/pareto.csv", "plots/study/pareto.csv")
+LANDINGS = ("plots/slice/landings.csv", "plots/study/landings.csv")
 
 def write_png(path: Path, width=4, height=3):
     """A valid grey RGB PNG, no imaging library needed."""
@@ -69,6 +71,14 @@ def write_plots(repo: Path, scale: float):
     for path in STUDIES:
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         write_csv(repo / path, study)
+    landings = [  # the slice's have no held-out columns; the study's do, empty where a cell has no held-out twin
+        {"scheduler": scheduler, "family": family, "nfe": nfe, "sigma_skip": 10.0, "ratio": 0.75 * scale ** 0.1,
+         "ratio_low": 0.72, "ratio_high": 0.78, "verdict": "gain"}
+        for scheduler, family in (("ddim", "default"), ("dpmsolver", "karras")) for nfe in (5, 10)]
+    write_csv(repo / LANDINGS[0], landings)
+    write_csv(repo / LANDINGS[1], [row | ({"heldout_ratio": 0.8, "heldout_ratio_low": 0.77, "heldout_ratio_high": 0.83}
+                                          if row["nfe"] == 5 else {"heldout_ratio": "", "heldout_ratio_low": "",
+                                                                   "heldout_ratio_high": ""}) for row in landings])
     write_csv(repo / "plots/train_loss.csv", [{"step": step, "loss": scale / (step + 1)} for step in range(5)])
 
 
@@ -154,8 +164,12 @@ def test_show_renders_each_plot_once_offline(repo):
     assert_log_score_views(score)
     assert len(score["data"]["values"]) == len(SIGMAS) * 3 * 2 * 2
     assert {row["rev"] for row in score["data"]["values"]} == {"workspace"}
-    for name in ("Score_approximation", "FID_vs_NFE", "Equal-NFE_study", "Equal-NFE_study_slice"):
+    for name in ("Score_approximation", "FID_vs_NFE", "Equal-NFE_study", "Equal-NFE_study_slice", "Paired_ratios",
+                 "Paired_ratios_slice"):
         assert_compiles(views[name])
+    ratios = views["Paired_ratios"]
+    assert ratios["facet"]["field"] == "scheduler" and len(ratios["data"]["values"]) == 4
+    assert ratios["spec"]["layer"][1]["encoding"]["y"]["scale"] == {"zero": False, "nice": False}  # fitted
     study = views["Equal-NFE_study"]
     assert study["facet"]["field"] == "sampler" and len(study["data"]["values"]) == 12
     assert study["spec"]["encoding"]["x"]["scale"]["type"] == "log"
@@ -183,4 +197,4 @@ def test_views_render_in_headless_chromium(repo):
     if not html.exists():
         page(repo, "show")
     out = run(repo, sys.executable, ROOT / "bench/check_plots_browser.py", html)
-    assert "OK: 5 vega views rendered offline" in out.stdout, out.stdout
+    assert "OK: 7 vega views rendered offline" in out.stdout, out.stdout
