@@ -36,7 +36,7 @@ def main():
         sampler = make_scheduler(name, config)
         samplers.setdefault(end_sigma(sampler), sampler)
     gaussian = Gaussian.load(args.gaussian)
-    with params_errors(grid, args.grid, size="study.optimized.size", end="study.optimized.samplers"):
+    with params_errors(grid, args.grid, size="study.optimized.size"):
         tables = {end: sampler_table(unet, sampler, gaussian, teacher=settings["teacher"], size=settings["size"],
                                      substeps=settings["substeps"], progress=True, device=dev)
                   for end, sampler in samplers.items()}
