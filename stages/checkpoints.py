@@ -1,13 +1,16 @@
 """Checkpoint comparison: one tidy table and figure from the sweep of several experiments (e.g. the bundled model's
-EMA snapshots). Run by hand after the experiments; it is no dvc.yaml stage because its inputs are experiments, not
-files::
+EMA snapshots), and one table of their study slices (every slice cell with its FID interval and its paired ratio to
+the plain sampler: the Gaussian and the mixture starts against the network's own flow). Run by hand after the
+experiments; it is no dvc.yaml stage because its inputs are experiments, not files::
 
-    dvc exp run -n ckpt-470 -S model.source=models/fashion_mnist-ddpm/snapshots/step-000470 aggregate
-    python stages/checkpoints.py ckpt-470 ... HEAD --table plots/checkpoints.csv --figure plots/checkpoints.png
+    dvc exp run -n ckpt-470 -S model.source=models/fashion_mnist-ddpm/snapshots/step-000470 aggregate fid pareto
+    python stages/checkpoints.py ckpt-470 ... HEAD --table plots/checkpoints.csv --figure plots/checkpoints.png \
+        --slice plots/checkpoints_slice.csv
 
-Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.csv``, ``data/sweep.json`` (the
-aggregate stage's record, from the DVC cache) and ``metrics/train.json`` are read with ``dvc.api.read``; the training
-step comes from the snapshot folder's name (``step-NNNNNN``), or from ``metrics/train.json`` for the final model.
+Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.csv``, ``plots/slice/pareto.csv``,
+``data/sweep.json`` (the aggregate stage's record, from the DVC cache) and ``metrics/train.json`` are read with
+``dvc.api.read``; the training step comes from the snapshot folder's name (``step-NNNNNN``), or from
+``metrics/train.json`` for the final model.
 """
 
 import argparse
@@ -38,8 +41,12 @@ def commit_of(rev: str) -> str | None:
     return names.get(rev, rev)
 
 
-def records(rev: str) -> pd.DataFrame:
-    """The sweep table of one revision with its training step and predictions, in ``COLUMNS``."""
+SLICE = ["step", "epochs", "scheduler", "family", "nfe", "start", "sigma_skip", "fid", "fid_low", "fid_high",
+         "jump_cost", "compute", "ratio", "ratio_low", "ratio_high", "verdict", "model"]
+
+
+def reader(rev: str):
+    """``read(path)`` of one revision's files, and its ``(model source, training step, epochs)``."""
     commit = commit_of(rev)
 
     def read(path):
@@ -49,6 +56,19 @@ def records(rev: str) -> pd.DataFrame:
     train = json.loads(read("metrics/train.json"))
     match = re.search(r"step-(\d+)", source)
     step = int(match.group(1)) if match else train["steps"]
+    return read, (source, step, round(step * train["epochs"] / train["steps"], 2))
+
+
+def slice_records(rev: str) -> pd.DataFrame:
+    """The study slice of one revision (``plots/slice/pareto.csv``) with its training step, in ``SLICE``."""
+    read, (source, step, epochs) = reader(rev)
+    table = pd.read_csv(io.StringIO(read("plots/slice/pareto.csv")))
+    return table.assign(step=step, epochs=epochs, model=source)[SLICE]
+
+
+def records(rev: str) -> pd.DataFrame:
+    """The sweep table of one revision with its training step and predictions, in ``COLUMNS``."""
+    read, (source, step, epochs) = reader(rev)
     sweep = json.loads(read("data/sweep.json"))
     table = pd.read_csv(io.StringIO(read("plots/fid_vs_skip.csv")))
     scores = pd.read_csv(io.StringIO(read("plots/score_error.csv")))
@@ -58,9 +78,8 @@ def records(rev: str) -> pd.DataFrame:
     table["gaussian_ev_score"] = np.interp(np.log(table.sigma_skip), np.log(ev.sigma), ev.value)
     # teleport vs the plain sampler at the same NFE, from the paired interval (aggregate's metrics)
     table["verdict_vs_same_nfe"] = table.skip.map(lambda k: sweep["vs_same_nfe"].get(str(k), {}).get("verdict"))
-    return table.assign(step=step, epochs=round(step * train["epochs"] / train["steps"], 2), model=source,
-                        free_skip=sweep["free_skip"], predicted_skip=sweep["predicted_skip"],
-                        sigma_star=sweep["sigma_star"])[COLUMNS]
+    return table.assign(step=step, epochs=epochs, model=source, free_skip=sweep["free_skip"],
+                        predicted_skip=sweep["predicted_skip"], sigma_star=sweep["sigma_star"])[COLUMNS]
 
 
 def main():
@@ -68,12 +87,18 @@ def main():
     parser.add_argument("revs", nargs="+", help="experiment names or git revisions (HEAD, workspace)")
     parser.add_argument("--table", type=Path, required=True, help="tidy CSV to write")
     parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
+    parser.add_argument("--slice", type=Path, help="tidy CSV of the revisions' study slices to write")
     args = parser.parse_args()
     table = pd.concat([records(rev) for rev in args.revs]).sort_values(["step", "skip"])
     with atomic_path(args.table) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     save_figure(checkpoints_figure(table), args.figure)
     print(table.to_string(index=False))
+    if args.slice is not None:
+        cells = pd.concat([slice_records(rev) for rev in args.revs]).sort_values(["step", "nfe"], kind="stable")
+        with atomic_path(args.slice) as tmp:
+            cells.to_csv(tmp, index=False, float_format="%.6g")
+        print(cells.to_string(index=False))
 
 
 if __name__ == "__main__":

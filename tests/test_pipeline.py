@@ -22,7 +22,8 @@ TINY = {
     "sampler": {"scheduler": "ddim", "steps": 4, "n": 8, "batch_size": 4},
     "sweep": {"skips": [0, 2], "baseline": True, "tolerance": 0.01},
     "study": {"n": 8, "samplers": ["ddim-default"], "nfe": [2], "sigmas": [5],
-              "controls": {"samplers": ["ddim-default"], "starts": ["noise"], "sigmas": [5]}},
+              "controls": {"samplers": ["ddim-default"], "starts": ["noise"], "sigmas": [5]},
+              "mixtures": {"samplers": ["ddim-default"], "starts": ["gmm_kmeans"], "sigmas": [5]}},
     "teleport": {"sampler": "ddim-default"},
     "fid_ref": {"split": "test", "n": 16},
     "fid": {"weights": "tf-fid-helper", "backend": "folded", "bootstrap": 20, "batch_size": 8},
@@ -78,7 +79,7 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert ran(first.stdout) == {"data", "gaussian", "mixtures", "train", "fid_ref", "fid_floor", "sample", "fid",
                                  "sweep@0", "sweep@2", "sweep_fid@0", "sweep_fid@2", "score_error", "aggregate",
                                  "plain@ddim-default-2", "jump@ddim-default-2-5", "control@ddim-default-2-noise-5",
-                                 "pareto", "teleport", "plots_template"}
+                                 "mixture@ddim-default-2-gmm_kmeans-5", "pareto", "teleport", "plots_template"}
     assert json.loads((repo / "metrics/fid.json").read_text()).keys() == {"fid", "fid_low", "fid_high", "nfe"}
     fid = json.loads((repo / "data/fid.json").read_text())
     assert fid["skip"] == 1 and fid["nfe"] == 3 and fid["n_samples"] == 8 and fid["fid_low"] < fid["fid"]
@@ -88,13 +89,14 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert {"free_skip", "nfe_saved", "predicted_skip", "fid_floor", "vs_same_nfe"} <= json.loads(
         (repo / "data/sweep.json").read_text()).keys()
     pareto = pd.read_csv(repo / "plots/slice/pareto.csv")
-    assert list(pareto.start) == ["plain", "gaussian", "noise"] and (pareto.nfe == 2).all() and (pareto.n == 8).all()
+    assert list(pareto.start) == ["plain", "gaussian", "gmm_kmeans", "noise"] and (pareto.nfe == 2).all()
+    assert (pareto.n == 8).all() and pareto.jump_cost[2] > 0  # the mixture's jump: its measured cost
     assert (pareto.fid_low < pareto.fid).all() and pareto.verdict[1:].isin(["gain", "tie", "loss"]).all()
     assert (pareto.family == "default").all() and pareto.jump_cost[0] == 0 and pareto.jump_cost[1] > 0
     landings = pd.read_csv(repo / "plots/slice/landings.csv")
     assert landings.sigma_skip.tolist() == [5] and landings.edge.tolist() == ["top"]  # one sigma: top and bottom
     assert set(json.loads((repo / "metrics/slice.json").read_text())["frontier"]["2"]) == {"nfe", "compute"}
-    for image in ("fid_vs_skip.png", "samples.png", "score_error.png", "slice/pareto.png"):
+    for image in ("fid_vs_skip.png", "samples.png", "score_error.png", "slice/pareto.png", "slice/ratios.png"):
         assert (repo / "plots" / image).read_bytes()[:4] == b"\x89PNG"
     config = json.loads((repo / "data/teleport/model_index.json").read_text())
     assert config["gaussian"] == ["hls.pipeline", "AnalyticComponent"] and config["landings"] == {
@@ -295,9 +297,15 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     """The README's checkpoint comparison on the tiny model: an experiment on its EMA snapshot, then the collector."""
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
     snapshot_dir = "models/fashion_mnist-ddpm/snapshots/step-000001"
-    dvc(repo, "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot_dir}", "aggregate", "fid")
+    dvc(repo, "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot_dir}", "aggregate", "fid", "pareto")
     run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "HEAD", "--table", tmp_path / "c.csv",
-        "--figure", tmp_path / "c.png")
+        "--figure", tmp_path / "c.png", "--slice", tmp_path / "s.csv")
+    cells = pd.read_csv(tmp_path / "s.csv")
+    assert cells.step.tolist() == [1] * 4 + [2] * 4 and cells.start.tolist()[:4] == ["plain", "gaussian",
+                                                                                      "gmm_kmeans", "noise"]
+    mixture = cells[cells.start == "gmm_kmeans"]
+    assert mixture.ratio.notna().all() and mixture.verdict.isin(["gain", "tie", "loss"]).all()
+    assert cells.fid.iloc[0] != cells.fid.iloc[4]  # the snapshot's slice, then the final model's
     table = pd.read_csv(tmp_path / "c.csv")
     assert table.step.tolist() == [1, 1, 2, 2] and table.skip.tolist() == [0, 2, 0, 2]  # snapshot, then final
     assert table.model.tolist()[:2] == [snapshot_dir] * 2 and (table.fid > 0).all()
