@@ -45,6 +45,11 @@ def cell_name(row) -> str:
     return f"{row.scheduler}-{row.family}-{row.nfe}-{row.start}{sigma}"
 
 
+def names_of(frame: pd.DataFrame) -> list[str]:
+    """``cell_name`` of each row of a table of cells, in its order."""
+    return [cell_name(row) for row in frame.itertuples()]
+
+
 def cell_names(study: dict) -> list[str]:
     """The cells of a study's axes (params ``study``: samplers, nfe, sigmas, and optionally controls, mixtures and
     optimized), by the names of their stage outputs (dvc.yaml, study/dvc.yaml)."""
@@ -174,25 +179,20 @@ def heldout_names(table: pd.DataFrame, best: pd.DataFrame, front: pd.DataFrame) 
     (``front``, a ``frontier`` table)."""
     chosen = set(best.cell) | {f"{r.scheduler}-{r.family}-{r.nfe}-plain" for r in best.itertuples()}
     chosen |= {name for side in ("plain", "teleport") for name in front[side].dropna()}
-    names = [cell_name(row) for row in table.itertuples()]
-    return [name for name, family in zip(names, table.family) if name in chosen or family == OPTIMIZED]
-
-
-def _by_name(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.set_axis([cell_name(row) for row in frame.itertuples()])
+    return [name for name, family in zip(names_of(table), table.family) if name in chosen or family == OPTIMIZED]
 
 
 def _positions(frame: pd.DataFrame) -> dict:
     """{cell name: index} of a table's rows."""
-    return dict(zip((cell_name(row) for row in frame.itertuples()), frame.index))
+    return dict(zip(names_of(frame), frame.index))
 
 
 def with_heldout(frame: pd.DataFrame, heldout: pd.DataFrame, on: str | None = None) -> pd.DataFrame:
     """``frame`` with the ``HELDOUT`` columns (FID, interval, paired ratio to the plain arm) of its cells' held-out
     twins (``heldout``: an ``against_plain`` table of the held-out cells), by cell name: the row's own (an
     ``against_plain`` table) or the one in column ``on`` (``landings``: "cell"); empty where a cell has no twin."""
-    names = [cell_name(row) for row in frame.itertuples()] if on is None else list(frame[on])
-    twins = _by_name(heldout)[["fid", "fid_low", "fid_high", *COMPARISON]].reindex(names)
+    names = names_of(frame) if on is None else list(frame[on])
+    twins = heldout.set_axis(names_of(heldout))[["fid", "fid_low", "fid_high", *COMPARISON]].reindex(names)
     return pd.concat([frame, twins.set_axis(HELDOUT, axis=1).set_axis(frame.index)], axis=1)
 
 
@@ -230,12 +230,26 @@ def optimizer_vs_grid(best: pd.DataFrame, heldout: pd.DataFrame, replicates: lis
     return pd.concat([best, pd.DataFrame(rows, index=best.index, columns=VS_GRID)], axis=1)
 
 
+def _panels(n: int, height: float, **kwargs):
+    """``(figure, axes [rows, columns])`` of ``n`` panels, at most 4 a row, ``height`` inches a row, the unused
+    ones hidden; ``kwargs`` to ``plt.subplots``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    columns = min(n, 4)
+    rows = math.ceil(n / columns)
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, height * rows), squeeze=False, **kwargs)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float | None = None):
     """FID vs NFE (log axes, 95 % intervals): one panel per sampler with the plain sampler, the best Gaussian landing
     per budget (its sigma annotated) and each other start at its best landing; and a last panel with the frontier at
     equal NFE, the best plain and the best teleport cell over all samplers. ``floor`` (real data) dotted. Returns the
     Figure."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
@@ -243,10 +257,7 @@ def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float 
     starts = [s for s in ("plain", *JUMP_STARTS, "noise") if s in set(table.start)]
     colors = dict(zip(starts, sns.color_palette("colorblind", len(starts))))
     panels = len(samplers) + (front is not None)
-    columns = min(panels, 4)
-    sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(math.ceil(panels / columns), columns, figsize=(4.2 * columns,
-                             3.8 * math.ceil(panels / columns)), squeeze=False, sharey=True)
+    fig, axes = _panels(panels, 3.8, sharey=True)
     budgets = sorted(table.nfe.unique())
 
     def draw(ax, rows, label, color, solid=True, annotate=False):
@@ -283,8 +294,6 @@ def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float 
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=6)
-    for ax in axes.flat[panels:]:
-        ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel("FID (95 % bootstrap interval)")
     fig.tight_layout()
@@ -296,16 +305,12 @@ def ratio_figure(best: pd.DataFrame):
     against NFE, one panel per scheduler (each on its own axis, fitted to its ratios), one colour per family. With
     held-out columns (``with_heldout``) the held-out ratio is drawn filled beside the hollow in-sample one. Returns
     the Figure."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     schedulers = list(dict.fromkeys(best.scheduler))
     colors = dict(zip(dict.fromkeys(best.family), sns.color_palette("colorblind", best.family.nunique())))
     sides = [("", "in-sample", "none")] + ([("heldout_", "held-out", None)] if "heldout_ratio" in best else [])
-    columns = min(len(schedulers), 4)
-    sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(math.ceil(len(schedulers) / columns), columns, figsize=(4.2 * columns, 3.4 * math.ceil(
-        len(schedulers) / columns)), squeeze=False)
+    fig, axes = _panels(len(schedulers), 3.4)
     budgets = sorted(best.nfe.unique())
     position = {nfe: k for k, nfe in enumerate(budgets)}
     for ax, scheduler in zip(axes.flat, schedulers):
@@ -323,8 +328,6 @@ def ratio_figure(best: pd.DataFrame):
         ax.set_xticks(range(len(budgets)), [str(n) for n in budgets])
         ax.set(title=scheduler, xlabel="NFE (UNet evaluations)")
         ax.legend(fontsize=6)
-    for ax in axes.flat[len(schedulers):]:
-        ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel("teleport / plain FID")
     fig.tight_layout()

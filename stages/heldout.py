@@ -15,7 +15,7 @@ from pathlib import Path
 from common import fail, load_params, write_json
 from hls import OPTIMIZED
 from hls.mixture import MIXTURES
-from hls.pareto import against_plain, cell_name, cell_names, frontier, heldout_names, landings, read_cells
+from hls.pareto import against_plain, cell_names, frontier, heldout_names, landings, names_of, read_cells
 
 UNMEASURED = ("jump_cost", "compute")  # measured times: they differ from run to run
 
@@ -60,7 +60,7 @@ def main():
         fail("study", "its cells", f"{err}; run dvc repro", args.grid)
     table = against_plain(table, replicates)
     names = heldout_names(table, landings(table), frontier(table, replicates))
-    by_name = {cell_name(row): row for row in table.itertuples()}
+    by_name = dict(zip(names_of(table), table.itertuples()))
     rows = {name: by_name[name] for name in names}
     args.out.mkdir(parents=True, exist_ok=True)
     for k, (name, row) in enumerate(rows.items(), start=1):
