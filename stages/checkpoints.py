@@ -7,6 +7,10 @@ experiments; it is no dvc.yaml stage because its inputs are experiments, not fil
     python stages/checkpoints.py ckpt-470 ... HEAD --table plots/checkpoints.csv --figure plots/checkpoints.png \
         --slice plots/checkpoints_slice.csv
 
+With ``--update`` the tables gain the given revisions' rows (replacing rows of the same model source) and keep the
+others, so that the experiments can run in several sittings: each sitting's collection is committed, and experiment
+refs need not outlive it.
+
 Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.csv``, ``plots/slice/pareto.csv``,
 ``data/sweep.json`` (the aggregate stage's record, from the DVC cache) and ``metrics/train.json`` are read with
 ``dvc.api.read``; the training step comes from the snapshot folder's name (``step-NNNNNN``), or from
@@ -82,20 +86,32 @@ def records(rev: str) -> pd.DataFrame:
                         predicted_skip=sweep["predicted_skip"], sigma_star=sweep["sigma_star"])[COLUMNS]
 
 
+def updated(table: pd.DataFrame, path: Path, update: bool) -> pd.DataFrame:
+    """``table`` alone, or with ``update`` the rows of the CSV at ``path`` (if any) whose model ``table`` lacks."""
+    if not update or not path.exists():
+        return table
+    old = pd.read_csv(path)
+    return pd.concat([old[~old.model.isin(table.model)], table])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("revs", nargs="+", help="experiment names or git revisions (HEAD, workspace)")
     parser.add_argument("--table", type=Path, required=True, help="tidy CSV to write")
     parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
     parser.add_argument("--slice", type=Path, help="tidy CSV of the revisions' study slices to write")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the existing tables' rows of other models (replace those of the same model)")
     args = parser.parse_args()
-    table = pd.concat([records(rev) for rev in args.revs]).sort_values(["step", "skip"])
+    table = updated(pd.concat([records(rev) for rev in args.revs]), args.table, args.update)
+    table = table.sort_values(["step", "skip"])
     with atomic_path(args.table) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     save_figure(checkpoints_figure(table), args.figure)
     print(table.to_string(index=False))
     if args.slice is not None:
-        cells = pd.concat([slice_records(rev) for rev in args.revs]).sort_values(["step", "nfe"], kind="stable")
+        cells = updated(pd.concat([slice_records(rev) for rev in args.revs]), args.slice, args.update)
+        cells = cells.sort_values(["step", "nfe"], kind="stable")
         with atomic_path(args.slice) as tmp:
             cells.to_csv(tmp, index=False, float_format="%.6g")
         print(cells.to_string(index=False))

@@ -311,3 +311,8 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     assert table.model.tolist()[:2] == [snapshot_dir] * 2 and (table.fid > 0).all()
     assert table.gaussian_ev_score.notna().all() and (table.gaussian_ev_score <= 1).all()
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    # a later sitting collects one experiment again into the committed tables: the other model's rows stay
+    before = (tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()
+    run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "--table", tmp_path / "c.csv", "--figure",
+        tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--update")
+    assert ((tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()) == before
