@@ -11,6 +11,10 @@ With ``--update`` the tables gain the given revisions' rows (replacing rows of t
 others, so that the experiments can run in several sittings: each sitting's collection is committed, and experiment
 refs need not outlive it.
 
+With ``--baseline REV`` (e.g. the commit of an earlier bundled model) every slice cell is also compared with the same
+cell of that revision, paired (``vs_baseline``: the FID ratio with its interval and verdict): the same seeds, n and
+bootstrap resamples, another network. A cell the baseline lacks gets no ratio.
+
 Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.csv``, ``plots/slice/pareto.csv``,
 ``data/sweep.json`` (the aggregate stage's record, from the DVC cache) and ``metrics/train.json`` are read with
 ``dvc.api.read``; the training step comes from the snapshot folder's name (``step-NNNNNN``), or from
@@ -27,8 +31,11 @@ import dvc.api
 import numpy as np
 import pandas as pd
 import yaml
+from safetensors.numpy import load
 
 from common import atomic_path
+from hls.pareto import names_of
+from hls.study import compare
 from hls.sweep import checkpoints_figure
 from plotting import save_figure
 
@@ -53,8 +60,8 @@ def reader(rev: str):
     """``read(path)`` of one revision's files, and its ``(model source, training step, epochs)``."""
     commit = commit_of(rev)
 
-    def read(path):
-        return dvc.api.read(path, rev=commit)
+    def read(path, mode="r"):
+        return dvc.api.read(path, rev=commit, mode=mode)
 
     source = yaml.safe_load(read("params.yaml"))["model"]["source"]
     train = json.loads(read("metrics/train.json"))
@@ -63,11 +70,35 @@ def reader(rev: str):
     return read, (source, step, round(step * train["epochs"] / train["steps"], 2))
 
 
-def slice_records(rev: str) -> pd.DataFrame:
-    """The study slice of one revision (``plots/slice/pareto.csv``) with its training step, in ``SLICE``."""
+BASELINE = ["vs_baseline", "vs_baseline_low", "vs_baseline_high", "verdict_vs_baseline"]
+
+
+def slice_cells(rev: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The study slice of one revision (``plots/slice/pareto.csv``) with its training step, and the bootstrap
+    replicates ``[B]`` of its cells by name (``plots/slice/cells/<name>.safetensors``)."""
     read, (source, step, epochs) = reader(rev)
-    table = pd.read_csv(io.StringIO(read("plots/slice/pareto.csv")))
-    return table.assign(step=step, epochs=epochs, model=source)[SLICE]
+    table = pd.read_csv(io.StringIO(read("plots/slice/pareto.csv"))).assign(step=step, epochs=epochs, model=source)
+    names = names_of(table)
+    replicates = {name: load(read(f"plots/slice/cells/{name}.safetensors", mode="rb"))["images"] for name in names}
+    return table.set_axis(names), replicates
+
+
+def slice_records(rev: str, baseline: tuple[pd.DataFrame, dict] | None) -> pd.DataFrame:
+    """The study slice of one revision in ``SLICE``, and with a ``baseline`` (``slice_cells`` of another revision;
+    the same n and resamples) in ``BASELINE`` each cell's paired FID ratio to the same cell there, if it has one."""
+    table, replicates = slice_cells(rev)
+    if baseline is None:
+        return table[SLICE].reset_index(drop=True)
+    base, base_replicates = baseline
+    rows = {}
+    for name in table.index.intersection(base.index):
+        if base.n[name] != table.n[name] or len(base_replicates[name]) != len(replicates[name]):
+            raise ValueError(f"--baseline: cell {name} has n {base.n[name]} and {len(base_replicates[name])} "
+                             f"resamples there, {table.n[name]} and {len(replicates[name])} in {rev}")
+        ratio = compare(table.fid[name], replicates[name], base.fid[name], base_replicates[name])
+        rows[name] = [ratio[key] for key in ("ratio", "ratio_low", "ratio_high", "verdict")]
+    ratios = pd.DataFrame.from_dict(rows, orient="index", columns=BASELINE)
+    return table[SLICE].join(ratios).reset_index(drop=True)
 
 
 def records(rev: str) -> pd.DataFrame:
@@ -100,6 +131,7 @@ def main():
     parser.add_argument("--table", type=Path, required=True, help="tidy CSV to write")
     parser.add_argument("--figure", type=Path, required=True, help="PNG to write")
     parser.add_argument("--slice", type=Path, help="tidy CSV of the revisions' study slices to write")
+    parser.add_argument("--baseline", help="a revision whose slice cells every slice cell is compared with, paired")
     parser.add_argument("--update", action="store_true",
                         help="keep the existing tables' rows of other models (replace those of the same model)")
     args = parser.parse_args()
@@ -110,7 +142,8 @@ def main():
     save_figure(checkpoints_figure(table), args.figure)
     print(table.to_string(index=False))
     if args.slice is not None:
-        cells = updated(pd.concat([slice_records(rev) for rev in args.revs]), args.slice, args.update)
+        baseline = None if args.baseline is None else slice_cells(args.baseline)
+        cells = updated(pd.concat([slice_records(rev, baseline) for rev in args.revs]), args.slice, args.update)
         cells = cells.sort_values(["step", "nfe"], kind="stable")
         with atomic_path(args.slice) as tmp:
             cells.to_csv(tmp, index=False, float_format="%.6g")

@@ -299,13 +299,18 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     snapshot_dir = "models/fashion_mnist-ddpm/snapshots/step-000001"
     dvc(repo, "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot_dir}", "aggregate", "fid", "pareto")
     run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "HEAD", "--table", tmp_path / "c.csv",
-        "--figure", tmp_path / "c.png", "--slice", tmp_path / "s.csv")
+        "--figure", tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD")
     cells = pd.read_csv(tmp_path / "s.csv")
     assert cells.step.tolist() == [1] * 4 + [2] * 4 and cells.start.tolist()[:4] == ["plain", "gaussian",
                                                                                       "gmm_kmeans", "noise"]
     mixture = cells[cells.start == "gmm_kmeans"]
     assert mixture.ratio.notna().all() and mixture.verdict.isin(["gain", "tie", "loss"]).all()
     assert cells.fid.iloc[0] != cells.fid.iloc[4]  # the snapshot's slice, then the final model's
+    # every cell against the same cell of HEAD (the final model): paired, so HEAD's own cells are a tie at 1 exactly
+    own, snapshot = cells[4:], cells[:4]
+    assert (own.vs_baseline_low == 1).all() and (own.vs_baseline_high == 1).all() and (own.vs_baseline == 1).all()
+    assert (own.verdict_vs_baseline == "tie").all() and (snapshot.vs_baseline != 1).all()
+    assert (snapshot.vs_baseline_low < snapshot.vs_baseline).all()
     table = pd.read_csv(tmp_path / "c.csv")
     assert table.step.tolist() == [1, 1, 2, 2] and table.skip.tolist() == [0, 2, 0, 2]  # snapshot, then final
     assert table.model.tolist()[:2] == [snapshot_dir] * 2 and (table.fid > 0).all()
@@ -314,5 +319,5 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     # a later sitting collects one experiment again into the committed tables: the other model's rows stay
     before = (tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()
     run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "--table", tmp_path / "c.csv", "--figure",
-        tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--update")
+        tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD", "--update")
     assert ((tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()) == before
