@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from hls.analytic import F64
 from hls.errors import ArgumentError, check_integer
 from hls.gaussian import ve_to_vp
-from hls.schedules import OPTIMIZABLE, Schedule, end_sigma, scheduler_name, timestep_of_sigma, train_sigmas
+from hls.schedules import OPTIMIZABLE, Optimized, Schedule, end_sigma, scheduler_name, timestep_of_sigma, train_sigmas
 
 ROUND_OFF = 1e-5  # relative: a training sigma this close above ``end`` is ``end`` (float32 vs float64 arithmetic)
 
@@ -241,30 +241,6 @@ def search(cost, budget: int, *, evals_per_step: int = 1, last_step_evals: int =
 
 
 # --- the table and its schedules ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Optimized:
-    """One budget's optimized schedule: ``schedule`` (the UNet steps: timesteps of the path's nodes but the end,
-    sigmas of all of them), ``landing`` (the jump's VE sigma, where the schedule starts; None: no jump, the schedule
-    starts at sigma_max), ``error`` (the path's total cost, the predicted error) and ``path`` (its node indices)."""
-
-    schedule: Schedule
-    landing: float | None
-    error: float
-    path: tuple[int, ...]
-
-    def record(self) -> dict:
-        """A JSON-able record of it (``of`` reads it back)."""
-        return {"timesteps": self.schedule.timesteps.tolist(), "sigmas": self.schedule.sigmas.tolist(),
-                "landing": self.landing, "error": self.error, "path": list(self.path)}
-
-    @classmethod
-    def of(cls, record: dict) -> Optimized:
-        """The ``Optimized`` a ``record`` holds."""
-        timesteps = np.array(record["timesteps"], dtype=np.int64)
-        schedule = Schedule(timesteps, np.array(record["sigmas"], dtype=np.float64), len(timesteps))
-        return cls(schedule, record["landing"], float(record["error"]), tuple(record["path"]))
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from hls.errors import ArgumentError, check_generators, check_integer
 from hls.gaussian import Gaussian
 from hls.mixture import DeltaMixture, GaussianMixture, LowRankGaussian
 from hls.models import load_scheduler_config, load_unet
-from hls.optimize import Optimized, evaluation_rule, sampler_table
-from hls.schedules import OPTIMIZABLE, Schedule, end_sigma, family, make_scheduler, scheduler_name
+from hls.optimize import evaluation_rule, sampler_table
+from hls.schedules import OPTIMIZABLE, Optimized, Schedule, end_sigma, family, make_scheduler, scheduler_name
 
 MODELS = {cls.__name__: cls for cls in (Gaussian, LowRankGaussian, GaussianMixture, DeltaMixture)}
 OUTPUT_TYPES = ("pil", "np", "pt")

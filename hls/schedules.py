@@ -217,6 +217,31 @@ class Schedule:
         return len(self.timesteps)
 
 
+@dataclass(frozen=True)
+class Optimized:
+    """One budget's optimized schedule: ``schedule`` (the UNet steps: timesteps of the path's nodes but the end,
+    sigmas of all of them), ``landing`` (the jump's VE sigma, where the schedule starts; None: no jump, the schedule
+    starts at sigma_max), ``error`` (the path's total cost, the predicted error) and ``path`` (its node indices)."""
+
+    schedule: Schedule
+    landing: float | None
+    error: float
+    path: tuple[int, ...]
+
+    def record(self) -> dict:
+        """A JSON-able record of it (``of`` reads it back); the error to 6 digits, so that a table recomputed on
+        another CPU gives the same record when it gives the same path."""
+        return {"timesteps": self.schedule.timesteps.tolist(), "sigmas": self.schedule.sigmas.tolist(),
+                "landing": self.landing, "error": float(f"{self.error:.6g}"), "path": list(self.path)}
+
+    @classmethod
+    def of(cls, record: dict) -> Optimized:
+        """The ``Optimized`` a ``record`` holds."""
+        timesteps = np.array(record["timesteps"], dtype=np.int64)
+        schedule = Schedule(timesteps, np.array(record["sigmas"], dtype=np.float64), len(timesteps))
+        return cls(schedule, record["landing"], float(record["error"]), tuple(record["path"]))
+
+
 def end_sigma(scheduler) -> float:
     """The VE sigma the last step lands on: 0 (x0) or sigma_min, as the scheduler's config says."""
     if isinstance(scheduler, DDIMScheduler):

@@ -23,8 +23,7 @@ from hls.data import to_uint8
 from hls.fid import BACKENDS, WEIGHTS, activations, fid_with_replicates, inception, load_stats
 from hls.gaussian import Gaussian, gaussian_models
 from hls.models import check_compatible, load_scheduler_config, load_unet
-from hls.optimize import Optimized
-from hls.schedules import make_scheduler
+from hls.schedules import Optimized, make_scheduler
 from hls.study import interval
 
 RULES = {"seed": integer(0), "sampler.batch_size": integer(1), "fid.batch_size": integer(1),

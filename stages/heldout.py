@@ -1,13 +1,14 @@
 """Stage heldout of the study: every cell whose choice was made on the study's images (each best landing and its
 plain arm, both cells of each frontier pair; ``hls.pareto.heldout_names``) and every optimized cell, measured again
 on the held-out block (image i from seed + n + i), each by the same stage script with the same arguments as its
-study cell. Resumes: a held-out record is kept while its study cell's record (but the measured jump cost) is
-unchanged; records of cells no longer chosen are removed."""
+study cell. Resumes: a held-out record is kept while its study cell's record (but the measured jump cost) and its
+command are unchanged; records of cells no longer chosen are removed."""
 
 import argparse
 import hashlib
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +21,17 @@ from hls.pareto import against_plain, cell_names, frontier, heldout_names, landi
 UNMEASURED = ("jump_cost", "compute")  # measured times: they differ from run to run
 
 
-def twin(record: dict) -> str:
-    """The fingerprint of a study cell's record that its held-out record keeps."""
+def twin(record: dict, command: list[str]) -> str:
+    """The fingerprint that a held-out record keeps: its study cell's record and the command that measures it."""
     kept = {k: v for k, v in record.items() if k not in UNMEASURED}
-    return hashlib.md5(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+    return hashlib.md5(json.dumps([kept, command], sort_keys=True).encode()).hexdigest()
 
 
 def command(row, name: str, args) -> list[str]:
-    """The stage command of the study cell ``row`` (a record), writing its held-out twin ``name`` into ``args.out``."""
+    """The stage command of the study cell ``row`` (a record), writing its held-out twin ``name`` into ``args.out``
+    (the script and its arguments; the launcher goes before it)."""
     mixture = row.start in MIXTURES
-    out = [*shlex.split(args.launcher), f"stages/{'cell_mixture' if mixture else 'cell'}.py", str(args.images),
+    out = [f"stages/{'cell_mixture' if mixture else 'cell'}.py", str(args.images),
            str(args.ref), str(args.out / f"{name}.json"), "--replicates", str(args.out / f"{name}.safetensors"),
            "--sampler", f"{row.scheduler}-{row.family}", "--nfe", str(row.nfe), "--start", row.start,
            "--grid", args.grid, "--first", str(row.n)]
@@ -65,17 +67,21 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     for k, (name, row) in enumerate(rows.items(), start=1):
         record = args.out / f"{name}.json"
-        fingerprint = twin(json.loads((args.cells / f"{name}.json").read_text()))
+        cmd = command(row, name, args)
+        fingerprint = twin(json.loads((args.cells / f"{name}.json").read_text()), cmd)
         if record.exists() and json.loads(record.read_text()).get("twin") == fingerprint:
             print(f"heldout {k}/{len(rows)} {name}: kept", flush=True)
             continue
         print(f"heldout {k}/{len(rows)} {name}: measuring", flush=True)
-        done = subprocess.run(command(row, name, args))
+        done = subprocess.run([*shlex.split(args.launcher), *cmd])
         if done.returncode != 0:
             sys.exit(done.returncode)
         write_json(record, json.loads(record.read_text()) | {"twin": fingerprint})
-    for stale in (f for f in args.out.iterdir() if f.stem not in rows):
-        stale.unlink()
+    for stale in (f for f in args.out.iterdir() if f.stem not in rows):  # and what an interrupted write left
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     print(f"{len(rows)} held-out cells in {args.out}")
 
 

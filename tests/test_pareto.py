@@ -6,6 +6,7 @@ import pytest
 
 from hls.pareto import (
     COLUMNS,
+    COMPUTE_SLACK,
     FRONTIER,
     HELDOUT,
     HELDOUT_FRONTIER,
@@ -101,13 +102,24 @@ def test_frontier_at_equal_nfe_and_at_equal_compute():
     assert front.teleport[5, "nfe"] == "dpmsolver-default-5-gmm_kmeans-5" and front.plain[5, "nfe"] == \
         "dpmsolver-default-5-plain"
     assert front.ratio[5, "nfe"] == pytest.approx(35 / 60) and front.verdict[5, "nfe"] == "gain"
-    # equal compute: at 5 the mixture's 5 + 4 evaluations do not fit, the Gaussian's 5.01 do (rounded)
+    # equal compute: at 5 the mixture's 5 + 4 evaluations do not fit, the Gaussian's 5.01 do (within the slack)
     assert front.teleport[5, "compute"] == "dpmsolver-default-5-gaussian-10" and front.teleport_compute[
         5, "compute"] == pytest.approx(5.01)
     # at 10 the mixture's 10 + 4 do not fit: the Gaussian at 10 NFE (29) beats the mixture at 5 NFE (compute 9, 35)
     assert front.teleport[10, "compute"] == "dpmsolver-default-10-gaussian-5"
     assert front.teleport[10, "nfe"] == "dpmsolver-default-10-gmm_kmeans-5"
     assert front.plain[10, "compute"] == "dpmsolver-default-10-plain"
+
+
+def test_equal_compute_counts_a_jump_cost_beyond_the_slack():
+    """A mixture cell of 5 NFE that would be the best teleport at budget 10: its compute 10.4 is not rounded to 10."""
+    df, reps = cells()
+    i = df.query("family == 'default' and nfe == 5 and start == 'gmm_kmeans'").index[0]
+    df.loc[i, "fid"] = 20.0
+    for compute, counted in ((10.4, False), (10 + COMPUTE_SLACK / 2, True)):
+        df.loc[i, "compute"] = compute
+        front = frontier(against_plain(df, reps), reps).set_index(["budget", "basis"])
+        assert (front.teleport[10, "compute"] == "dpmsolver-default-5-gmm_kmeans-5") == counted
 
 
 def test_figure_has_one_panel_per_sampler_and_the_frontier():

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fakes import ROOT, dvc, run, write_fashion_mnist
+from hls.pareto import COMPUTE_SLACK, JUMP_STARTS
 
 TINY = {
     "skip": 1,
@@ -95,7 +96,10 @@ def test_repro_runs_every_stage_then_nothing(repo):
     assert (pareto.family == "default").all() and pareto.jump_cost[0] == 0 and pareto.jump_cost[1] > 0
     landings = pd.read_csv(repo / "plots/slice/landings.csv")
     assert landings.sigma_skip.tolist() == [5] and landings.edge.tolist() == ["top"]  # one sigma: top and bottom
-    assert set(json.loads((repo / "metrics/slice.json").read_text())["frontier"]["2"]) == {"nfe", "compute"}
+    # at equal compute a jump counts its measured cost: the tiny UNet is so cheap that the Gaussian's may not fit
+    front = json.loads((repo / "metrics/slice.json").read_text())["frontier"]["2"]
+    fits = (pareto.start.isin(JUMP_STARTS) & pareto.sigma_skip.notna() & (pareto.compute <= 2 + COMPUTE_SLACK)).any()
+    assert set(front) == {"nfe", "compute"} if fits else set(front) == {"nfe"}
     for image in ("fid_vs_skip.png", "samples.png", "score_error.png", "slice/pareto.png", "slice/ratios.png"):
         assert (repo / "plots" / image).read_bytes()[:4] == b"\x89PNG"
     config = json.loads((repo / "data/teleport/model_index.json").read_text())
@@ -184,8 +188,11 @@ def test_the_study_pipeline_runs_its_grid_and_keeps_its_results_in_git(repo):
     front = pd.read_csv(repo / "plots/study/frontier.csv")
     assert list(front.basis) == ["nfe", "compute"] and front.plain[0] in {"dpmsolver-karras-3-plain",
                                                                          "dpmsolver-optimized-3-plain"}
+    # at equal compute a jump counts its measured cost (on the tiny UNet the Gaussian's may not fit)
+    fits = (table.start.isin(JUMP_STARTS) & table.sigma_skip.notna() & (table.compute <= 3 + COMPUTE_SLACK)).any()
+    assert pd.notna(front.teleport[1]) == fits
     assert json.loads((repo / "metrics/pareto.json").read_text())["frontier"]["3"].keys() == {
-        "nfe", "compute", "nfe_heldout", "compute_heldout"}
+        "nfe", "nfe_heldout"} | ({"compute", "compute_heldout"} if fits else set())
     assert len(list((repo / "study/cells").glob("*.json"))) == 7
     assert "study/cells" not in run(repo, "git", "check-ignore", "-v", "study/cells/x.json", check=False).stdout
     assert dvc(repo, "status", "study/dvc.yaml").stdout.strip() == "Data and pipelines are up to date."
