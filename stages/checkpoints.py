@@ -12,8 +12,8 @@ others, so that the experiments can run in several sittings: each sitting's coll
 refs need not outlive it.
 
 With ``--baseline REV`` (e.g. the commit of an earlier bundled model) every slice cell is also compared with the same
-cell of that revision, paired (``vs_baseline``: the FID ratio with its interval and verdict): the same seeds, n and
-bootstrap resamples, another network. A cell the baseline lacks gets no ratio.
+cell of that revision, paired (``ratio_vs_baseline``...: the FID ratio with its interval and verdict): the same
+seeds, n and bootstrap resamples, another network. A cell the baseline lacks gets no ratio.
 
 Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.csv``, ``plots/slice/pareto.csv``,
 ``data/sweep.json`` (the aggregate stage's record, from the DVC cache) and ``metrics/train.json`` are read with
@@ -34,7 +34,7 @@ import yaml
 from safetensors.numpy import load
 
 from common import atomic_path
-from hls.pareto import names_of
+from hls.pareto import COMPARISON, names_of
 from hls.study import compare
 from hls.sweep import checkpoints_figure
 from plotting import save_figure
@@ -70,7 +70,7 @@ def reader(rev: str):
     return read, (source, step, round(step * train["epochs"] / train["steps"], 2))
 
 
-BASELINE = ["vs_baseline", "vs_baseline_low", "vs_baseline_high", "verdict_vs_baseline"]
+BASELINE = [f"{c}_vs_baseline" for c in COMPARISON]  # the columns of hls.pareto's comparisons
 
 
 def slice_cells(rev: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -96,7 +96,7 @@ def slice_records(rev: str, baseline: tuple[pd.DataFrame, dict] | None) -> pd.Da
             raise ValueError(f"--baseline: cell {name} has n {base.n[name]} and {len(base_replicates[name])} "
                              f"resamples there, {table.n[name]} and {len(replicates[name])} in {rev}")
         ratio = compare(table.fid[name], replicates[name], base.fid[name], base_replicates[name])
-        rows[name] = [ratio[key] for key in ("ratio", "ratio_low", "ratio_high", "verdict")]
+        rows[name] = [ratio[c] for c in COMPARISON]
     ratios = pd.DataFrame.from_dict(rows, orient="index", columns=BASELINE)
     return table[SLICE].join(ratios).reset_index(drop=True)
 

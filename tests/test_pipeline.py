@@ -315,9 +315,10 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     assert cells.fid.iloc[0] != cells.fid.iloc[4]  # the snapshot's slice, then the final model's
     # every cell against the same cell of HEAD (the final model): paired, so HEAD's own cells are a tie at 1 exactly
     own, snapshot = cells[4:], cells[:4]
-    assert (own.vs_baseline_low == 1).all() and (own.vs_baseline_high == 1).all() and (own.vs_baseline == 1).all()
-    assert (own.verdict_vs_baseline == "tie").all() and (snapshot.vs_baseline != 1).all()
-    assert (snapshot.vs_baseline_low < snapshot.vs_baseline).all()
+    assert (own.ratio_low_vs_baseline == 1).all() and (own.ratio_high_vs_baseline == 1).all()
+    assert (own.ratio_vs_baseline == 1).all()
+    assert (own.verdict_vs_baseline == "tie").all() and (snapshot.ratio_vs_baseline != 1).all()
+    assert (snapshot.ratio_low_vs_baseline < snapshot.ratio_vs_baseline).all()
     table = pd.read_csv(tmp_path / "c.csv")
     assert table.step.tolist() == [1, 1, 2, 2] and table.skip.tolist() == [0, 2, 0, 2]  # snapshot, then final
     assert table.model.tolist()[:2] == [snapshot_dir] * 2 and (table.fid > 0).all()
