@@ -39,9 +39,11 @@ from hls.study import compare
 from hls.sweep import checkpoints_figure
 from plotting import save_figure
 
+PAIRED = ["vs_same_nfe", "vs_skip_0"]  # aggregate's paired comparisons of each skip, as COMPARISON columns
 COLUMNS = ["step", "epochs", "skip", "sigma_skip", "nfe", "fid", "fid_low", "fid_high", "fid_baseline_same_nfe",
-           "fid_baseline_same_nfe_low", "fid_baseline_same_nfe_high", "verdict_vs_same_nfe", "gaussian_ev_score",
-           "free_skip", "predicted_skip", "sigma_star", "model"]
+           "fid_baseline_same_nfe_low", "fid_baseline_same_nfe_high",
+           *[f"{c}_{key}" for key in PAIRED for c in COMPARISON], "gaussian_ev_score", "free_skip", "predicted_skip",
+           "sigma_star", "model"]
 
 
 def commit_of(rev: str) -> str | None:
@@ -111,8 +113,10 @@ def records(rev: str) -> pd.DataFrame:
     ev = ev.sort_values("sigma")
     # the Gaussian's score-space explained variance where the teleport lands, interpolated in log sigma
     table["gaussian_ev_score"] = np.interp(np.log(table.sigma_skip), np.log(ev.sigma), ev.value)
-    # teleport vs the plain sampler at the same NFE, from the paired interval (aggregate's metrics)
-    table["verdict_vs_same_nfe"] = table.skip.map(lambda k: sweep["vs_same_nfe"].get(str(k), {}).get("verdict"))
+    # teleport vs the plain sampler at the same NFE and vs skip 0, from the paired intervals (aggregate's record)
+    for key in PAIRED:
+        paired = pd.DataFrame.from_dict(sweep[key], orient="index").reindex(table.skip.astype(str))
+        table = table.join(paired[COMPARISON].add_suffix(f"_{key}").set_axis(table.index))
     return table.assign(step=step, epochs=epochs, model=source, free_skip=sweep["free_skip"],
                         predicted_skip=sweep["predicted_skip"], sigma_star=sweep["sigma_star"])[COLUMNS]
 

@@ -323,6 +323,11 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     assert table.step.tolist() == [1, 1, 2, 2] and table.skip.tolist() == [0, 2, 0, 2]  # snapshot, then final
     assert table.model.tolist()[:2] == [snapshot_dir] * 2 and (table.fid > 0).all()
     assert table.gaussian_ev_score.notna().all() and (table.gaussian_ev_score <= 1).all()
+    skip_0 = table[table.skip == 0]  # against itself: exactly 1; vs the same NFE only where a skip saves NFE
+    assert (skip_0.ratio_vs_skip_0 == 1).all() and skip_0.ratio_vs_same_nfe.isna().all()
+    skipped = table[table.skip > 0]
+    assert (skipped.ratio_low_vs_same_nfe < skipped.ratio_vs_same_nfe).all()
+    assert (skipped.ratio_vs_same_nfe < skipped.ratio_high_vs_same_nfe).all()
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     # a later sitting collects one experiment again into the committed tables: the other model's rows stay
     before = (tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()
