@@ -31,6 +31,7 @@ import dvc.api
 import numpy as np
 import pandas as pd
 import yaml
+from dvc.repo import Repo
 from safetensors.numpy import load
 
 from common import atomic_path
@@ -47,10 +48,12 @@ COLUMNS = ["step", "epochs", "skip", "sigma_skip", "nfe", "fid", "fid_low", "fid
 
 
 def commit_of(rev: str) -> str | None:
-    """An experiment name -> its commit; other revisions (HEAD, a branch, a commit) as they are; None: workspace."""
+    """An experiment name (of any baseline commit, so that HEAD may move on) -> its commit; other revisions (HEAD, a
+    branch, a commit) as they are; None: workspace."""
     if rev == "workspace":
         return None
-    names = {row["Experiment"]: row["rev"] for row in dvc.api.exp_show() if row.get("Experiment")}
+    with Repo() as repo:
+        names = dict(exp for exps in repo.experiments.ls(all_commits=True).values() for exp in exps)
     return names.get(rev, rev)
 
 

@@ -334,3 +334,11 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "--table", tmp_path / "c.csv", "--figure",
         tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD", "--update")
     assert ((tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()) == before
+    # ...also once HEAD has moved on from the experiment's baseline: its name still finds it
+    run(repo, "git", "commit", "-q", "--allow-empty", "-m", "a later commit")
+    try:
+        run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "--table", tmp_path / "c.csv", "--figure",
+            tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD", "--update")
+    finally:
+        run(repo, "git", "reset", "-q", "--soft", "HEAD~1")
+    assert ((tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()) == before
