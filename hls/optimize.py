@@ -7,8 +7,12 @@ samplers that land on x0, or sigma_min) as node G. The *teacher* runs first-orde
 ``x' = x0_hat + (s' / s) (x - x0_hat)``) from ``sigma_max * noise`` with ``substeps`` substeps per grid interval and
 keeps its state at every node. The *cost* of an edge i -> j is the mean squared error (per coordinate, over the
 batch) of one base step from the teacher at i against the teacher at j; the analytic model's jump from node 0 to a
-node j costs its landing's error against the teacher at j. The *search* is the cheapest path from node 0 (or from a
-jump's landing) to the end node with exactly N UNet evaluations. One teacher and cost table (``cost_table``, the
+node j costs its landing's error against the teacher at j. With an analytic model every error is first *carried to
+the end node* by the model's probability flow (``model.teleport`` from sigma_j to the end): an error at high noise
+is mostly forgotten by the time the sample is made (for the Gaussian each eigen-coordinate of it shrinks by
+sqrt((λ + end²) / (λ + sigma_j²))), so raw errors, which grow as sigma², would spend steps where they change little.
+The *search* is the cheapest path from node 0 (or from a jump's landing) to the end node with exactly N UNet
+evaluations. One teacher and cost table (``cost_table``, the
 expensive part: G * substeps + G UNet evaluations) serve every budget (``CostTable.optimize``, a cheap search).
 """
 
@@ -138,18 +142,36 @@ def teacher(D, noise: torch.Tensor, grid_sigmas, substeps: int, progress: bool =
     return states
 
 
-def step_costs(D, states: torch.Tensor, grid_sigmas, progress: bool = False) -> np.ndarray:
+def carrier(model, grid_sigmas):
+    """``carry(x [B, ...], j) -> [B, D]``: a state at node j carried to the end node by ``model``'s probability flow
+    (``model.teleport``, float64), so that the difference of two carried states is the error that survives to the
+    sample; without a model the flattened state itself (the raw error)."""
+    sigmas = _check_sigmas(grid_sigmas)
+
+    def carry(x: torch.Tensor, j: int) -> torch.Tensor:
+        flat = x.flatten(1).to(F64)  # [B, D]
+        if model is None or j == len(sigmas) - 1:
+            return flat
+        return model.teleport(flat, float(sigmas[j]), float(sigmas[-1])).to(F64)
+
+    return carry
+
+
+def step_costs(D, states: torch.Tensor, grid_sigmas, model=None, progress: bool = False) -> np.ndarray:
     """cost float64 ``[G + 1, G + 1]``: ``cost[i, j]`` the mean squared error (per coordinate, over the batch) of one
-    base step from the teacher's state at node i to node j against the teacher's state at j; inf where j <= i.
-    One ``D`` evaluation per node i < G serves every j."""
+    base step from the teacher's state at node i to node j against the teacher's state at j, both carried to the end
+    node by the analytic ``model``'s flow (``carrier``; None: the raw error at j); inf where j <= i. One ``D``
+    evaluation per node i < G serves every j."""
     sigmas = _check_sigmas(grid_sigmas)
     if states.shape[0] != len(sigmas):
         raise ArgumentError("states", tuple(states.shape), f"must hold one state per node ({len(sigmas)})")
+    carry = carrier(model, sigmas)
+    targets = [carry(state, j) for j, state in enumerate(states)]  # [G + 1] x [B, D]: the teacher, carried
     cost = np.full((len(sigmas), len(sigmas)), np.inf)
     for i in tqdm(range(len(sigmas) - 1), desc="costs", unit="node", disable=not progress, leave=False):
         x, s = states[i], float(sigmas[i])
         x0 = D(x, s)
-        errors = [(base_step(x, x0, s, float(sigmas[j])) - states[j]).square().mean()
+        errors = [(carry(base_step(x, x0, s, float(sigmas[j])), j) - targets[j]).square().mean()
                   for j in range(i + 1, len(sigmas))]  # one base step i -> j against the teacher at j
         cost[i, i + 1:] = torch.stack(errors).cpu().numpy()
     return cost
@@ -157,17 +179,18 @@ def step_costs(D, states: torch.Tensor, grid_sigmas, progress: bool = False) -> 
 
 def jump_costs(model, states: torch.Tensor, grid_sigmas) -> np.ndarray:
     """float64 ``[G + 1]``: the mean squared error of the analytic model's landing ``model.teleport(x, sigma_max,
-    sigma_j)`` from the teacher's start ``x`` against the teacher at node j, for the positive-sigma nodes 1..G-1; inf at
-    node 0 and at the end node (a jump there would leave no UNet step)."""
+    sigma_j)`` from the teacher's start ``x`` against the teacher at node j, both carried to the end node by the
+    model's flow as in ``step_costs``, for the positive-sigma nodes 1..G-1; inf at node 0 and at the end node (a jump
+    there would leave no UNet step)."""
     sigmas = _check_sigmas(grid_sigmas)
     flat = states.flatten(2)  # [G + 1, B, D]
     if states.shape[0] != len(sigmas) or model.dim != flat.shape[-1]:
         raise ArgumentError("states", tuple(states.shape), f"must be one state per node ({len(sigmas)}) of the "
                                                            f"model's dimension {model.dim}")
-    cost = np.full(len(sigmas), np.inf)
+    carry, cost = carrier(model, sigmas), np.full(len(sigmas), np.inf)
     for j in range(1, len(sigmas) - 1):
         landing = model.teleport(flat[0], float(sigmas[0]), float(sigmas[j]))  # [B, D]
-        cost[j] = float((landing.to(F64) - flat[j]).square().mean())
+        cost[j] = float((carry(landing, j) - carry(flat[j], j)).square().mean())
     return cost
 
 
@@ -294,13 +317,13 @@ def cost_table(unet, alphas_cumprod, noise: torch.Tensor, *, size: int, substeps
                model=None, progress: bool = False) -> CostTable:
     """The expensive part, once for every budget: the grid (``candidate_grid``), the teacher from standard normal
     ``noise [B, C, H, W]`` (seeds disjoint from every evaluation set; on the UNet's device), the step costs and, with
-    an analytic ``model`` (on the same device), the jump costs. ``size * substeps + size`` UNet evaluations (fewer by
-    ``substeps - 1`` when ``end = 0``)."""
+    an analytic ``model`` (on the same device), the jump costs, every error carried to the end by the model's flow.
+    ``size * substeps + size`` UNet evaluations (fewer by ``substeps - 1`` when ``end = 0``)."""
     timesteps, sigmas = candidate_grid(alphas_cumprod, size, end)
     D = denoiser(unet, alphas_cumprod)
     states = teacher(D, noise, sigmas, substeps, progress)  # [G + 1, B, C, H, W]
     jump = None if model is None else jump_costs(model, states, sigmas)
-    return CostTable(timesteps, sigmas, step_costs(D, states, sigmas, progress), jump)
+    return CostTable(timesteps, sigmas, step_costs(D, states, sigmas, model, progress), jump)
 
 
 # --- for a diffusers sampler ----------------------------------------------------------------------------------------
