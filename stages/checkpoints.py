@@ -22,6 +22,7 @@ Each revision's ``params.yaml``, ``plots/fid_vs_skip.csv``, ``plots/score_error.
 """
 
 import argparse
+import functools
 import io
 import json
 import re
@@ -47,6 +48,7 @@ COLUMNS = ["step", "epochs", "skip", "sigma_skip", "nfe", "fid", "fid_low", "fid
            "sigma_star", "model"]
 
 
+@functools.cache
 def commit_of(rev: str) -> str | None:
     """An experiment name (of any baseline commit, so that HEAD may move on) -> its commit; other revisions (HEAD, a
     branch, a commit) as they are; None: workspace."""

@@ -305,8 +305,12 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     run(repo, "git", "checkout", "-q", "--", "params.yaml")
     snapshot_dir = "models/fashion_mnist-ddpm/snapshots/step-000001"
     dvc(repo, "exp", "run", "-n", "ck-1", "-S", f"model.source={snapshot_dir}", "aggregate", "fid", "pareto")
-    run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "HEAD", "--table", tmp_path / "c.csv",
-        "--figure", tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD")
+
+    def collect(*revs_and_flags):
+        run(repo, sys.executable, "stages/checkpoints.py", *revs_and_flags, "--table", tmp_path / "c.csv",
+            "--figure", tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD")
+
+    collect("ck-1", "HEAD")
     cells = pd.read_csv(tmp_path / "s.csv")
     assert cells.step.tolist() == [1] * 4 + [2] * 4 and cells.start.tolist()[:4] == ["plain", "gaussian",
                                                                                       "gmm_kmeans", "noise"]
@@ -331,14 +335,12 @@ def test_checkpoint_experiments_collect_into_one_table(repo, tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     # a later sitting collects one experiment again into the committed tables: the other model's rows stay
     before = (tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()
-    run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "--table", tmp_path / "c.csv", "--figure",
-        tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD", "--update")
+    collect("ck-1", "--update")
     assert ((tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()) == before
     # ...also once HEAD has moved on from the experiment's baseline: its name still finds it
     run(repo, "git", "commit", "-q", "--allow-empty", "-m", "a later commit")
     try:
-        run(repo, sys.executable, "stages/checkpoints.py", "ck-1", "--table", tmp_path / "c.csv", "--figure",
-            tmp_path / "c.png", "--slice", tmp_path / "s.csv", "--baseline", "HEAD", "--update")
+        collect("ck-1", "--update")
     finally:
         run(repo, "git", "reset", "-q", "--soft", "HEAD~1")
     assert ((tmp_path / "c.csv").read_text(), (tmp_path / "s.csv").read_text()) == before
