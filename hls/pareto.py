@@ -35,7 +35,8 @@ FRONTIER = ["budget", "basis", "plain", "plain_fid", "plain_fid_low", "plain_fid
             "teleport_fid_low", "teleport_fid_high", "teleport_compute", *COMPARISON]
 HELDOUT = ["heldout_fid", "heldout_fid_low", "heldout_fid_high", *(f"heldout_{c}" for c in COMPARISON)]
 HELDOUT_FRONTIER = ["heldout_plain_fid", "heldout_teleport_fid", *(f"heldout_{c}" for c in COMPARISON)]
-VS_GRID = ["grid_cell", *(f"heldout_{c}_vs_grid" for c in COMPARISON)]
+VS_GRID = ["grid_cell", *(f"heldout_{c}_vs_grid" for c in COMPARISON),
+           *(f"heldout_plain_{c}_vs_grid" for c in COMPARISON)]
 
 
 def cell_name(row) -> str:
@@ -218,18 +219,21 @@ def heldout_frontier(front: pd.DataFrame, heldout: pd.DataFrame, replicates: lis
 
 def optimizer_vs_grid(best: pd.DataFrame, heldout: pd.DataFrame, replicates: list[np.ndarray]) -> pd.DataFrame:
     """``best`` (``landings``) with ``VS_GRID`` on its optimized rows: the default family's best grid landing of the
-    same scheduler and budget (``grid_cell``) and the held-out paired ratio of the optimizer's Gaussian cell to it
-    (``heldout`` with ``replicates`` by its index)."""
+    same scheduler and budget (``grid_cell``), the held-out paired ratio of the optimizer's Gaussian cell to it
+    (``heldout_ratio_vs_grid``...) and that of the optimizer's plain arm to the default family's plain arm
+    (``heldout_plain_ratio_vs_grid``...); ``heldout`` with ``replicates`` by its index."""
     index = _positions(heldout)
     grid = {(r.scheduler, r.nfe): r.cell for r in best.itertuples() if r.family == "default"}
     rows = []
     for r in best.itertuples():
         cell = grid.get((r.scheduler, r.nfe)) if r.family == OPTIMIZED else None
-        i, j = index.get(cell), index.get(r.cell)
         row = {} if cell is None else {"grid_cell": cell}
-        if i is not None and j is not None:
-            row |= {f"heldout_{k}_vs_grid": v for k, v in compare(heldout.fid[j], replicates[j], heldout.fid[i],
-                                                                  replicates[i]).items()}
+        plain = (f"{r.scheduler}-{OPTIMIZED}-{r.nfe}-plain", f"{r.scheduler}-default-{r.nfe}-plain")
+        for prefix, (mine, theirs) in (("heldout_", (r.cell, cell)), ("heldout_plain_", plain)):
+            i, j = index.get(theirs), index.get(mine)
+            if cell is not None and i is not None and j is not None:
+                row |= {f"{prefix}{k}_vs_grid": v for k, v in compare(heldout.fid[j], replicates[j], heldout.fid[i],
+                                                                      replicates[i]).items()}
         rows.append(row)
     return pd.concat([best, pd.DataFrame(rows, index=best.index, columns=VS_GRID)], axis=1)
 

@@ -217,6 +217,10 @@ def test_held_out_columns_pair_the_twins_on_their_own_images():
     assert mine.grid_cell[5] == "dpmsolver-default-5-gaussian-10"
     assert mine.heldout_ratio_vs_grid[5] == pytest.approx(38 * 1.2 / (40 * 1.05))
     assert mine.heldout_verdict_vs_grid[5] == "loss" and best[best.family != "optimized"].grid_cell.isna().all()
+    fids = {cell_name(r): r.fid for r in df.itertuples()}
+    plain_ratio = fids["dpmsolver-optimized-5-plain"] / fids["dpmsolver-default-5-plain"]
+    assert mine.heldout_plain_ratio_vs_grid[5] == pytest.approx(plain_ratio)  # both plain arms 5 % higher held out
+    assert best[best.family != "optimized"].heldout_plain_ratio_vs_grid.isna().all()
 
     front = heldout_frontier(front, held, held_reps).set_index(["budget", "basis"])
     assert list(front.reset_index().columns) == [*FRONTIER, *HELDOUT_FRONTIER]
