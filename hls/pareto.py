@@ -273,7 +273,7 @@ def figure(table: pd.DataFrame, front: pd.DataFrame | None = None, floor: float 
         ax.errorbar(best.nfe, best.fid, yerr=[best.fid - best.fid_low, best.fid_high - best.fid], label=label,
                     color=color, marker="o", capsize=3, linestyle="-" if solid else "--")
         for r in (r for r in best.itertuples() if annotate and not pd.isna(r.sigma_skip)):
-            ax.annotate(f"σ={r.sigma_skip:g}", (r.nfe, r.fid), textcoords="offset points", xytext=(0, -12),
+            ax.annotate(f"σ={r.sigma_skip:.3g}", (r.nfe, r.fid), textcoords="offset points", xytext=(0, -12),
                         ha="center", fontsize=7)
 
     for ax, (scheduler, family) in zip(axes.flat, samplers):
